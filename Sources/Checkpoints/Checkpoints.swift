@@ -1,0 +1,1 @@
+// Checkpoints: see shared/DESIGN.md for what this module owns.

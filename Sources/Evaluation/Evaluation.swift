@@ -1,0 +1,1 @@
+// Evaluation: see shared/DESIGN.md for what this module owns.

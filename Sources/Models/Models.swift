@@ -1,0 +1,1 @@
+// Models: see shared/DESIGN.md for what this module owns.

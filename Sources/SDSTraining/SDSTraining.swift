@@ -1,0 +1,1 @@
+// SDSTraining: see shared/DESIGN.md for what this module owns.

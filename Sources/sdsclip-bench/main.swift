@@ -1,0 +1,1 @@
+print("sdsclip-bench: not built yet")

@@ -1,0 +1,3 @@
+import ArgumentParser
+struct SDSClip: ParsableCommand {}
+SDSClip.main()

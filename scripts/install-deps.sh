@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sdsclip builds against: OpenBLAS (GEMM), zlib (TorchScript code records,
+# the tokenizer vocabulary), libjpeg-turbo and libpng (image decoding). Idempotent; needs root or sudo.
+set -euo pipefail
+PACKAGES=(libopenblas-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
