@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "WeightsIO", targets: ["WeightsIO"]),
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Layouts", targets: ["Layouts"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
     ],
     dependencies: [
@@ -26,7 +27,9 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["COpenBLAS"]),
         .target(name: "Imaging", dependencies: ["CImageCodecs"]),
         .target(name: "Models", dependencies: ["Tensors", "CZlib"], resources: [.copy("Resources")]),
-        .target(name: "Checkpoints", dependencies: ["WeightsIO", "Tensors", "Models"]),
+        // Pure name/shape rules between checkpoint layouts: no tensors, no files.
+        .target(name: "Layouts"),
+        .target(name: "Checkpoints", dependencies: ["WeightsIO", "Tensors", "Models", "Layouts"]),
         .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging"]),
         .target(name: "Evaluation", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging"]),
         .executableTarget(
@@ -40,6 +43,7 @@ let package = Package(
                           path: "Sources/sdsclip-bench"),
 
         .testTarget(name: "WeightsIOTests", dependencies: ["WeightsIO"]),
+        .testTarget(name: "LayoutsTests", dependencies: ["Layouts"]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "WeightsIO"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "WeightsIO"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors", "WeightsIO"]),
