@@ -1,0 +1,171 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a file so that the destination either keeps its old content or gets the complete new
+/// content, never a partial file: bytes go to a sibling temp file in the same folder (same file
+/// system, so rename is atomic), which is fsynced and renamed over the destination on `commit()`.
+/// Dropping the writer without committing removes the temp file. Not thread-safe.
+public final class AtomicFileWriter {
+    public let destination: String
+    public let temporaryPath: String
+    /// Bytes accepted so far (buffered or written).
+    public private(set) var bytesWritten: Int64 = 0
+
+    private var descriptor: Int32
+    private var buffer: UnsafeMutableRawBufferPointer
+    private var buffered = 0
+    private var finished = false
+
+    /// Block size for buffered writes; large blocks keep syscalls rare for multi-GB outputs.
+    public static let blockSize = 4 << 20
+
+    public init(destination: String) throws {
+        self.destination = destination
+        let url = URL(fileURLWithPath: destination)
+        let folder = url.deletingLastPathComponent().path
+        let name = url.lastPathComponent
+        guard !name.isEmpty, name != "/" else {
+            throw WeightsError(.io, file: destination, "destination is not a file path")
+        }
+        var info = stat()
+        if stat(destination, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+            throw WeightsError(.io, file: destination, "destination is a directory")
+        }
+        var opened: Int32 = -1
+        var candidate = ""
+        for _ in 0..<16 {
+            candidate = folder + "/." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            opened = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            if opened >= 0 || errno != EEXIST { break }
+        }
+        guard opened >= 0 else {
+            throw WeightsError(.io, file: destination, "cannot create a temp file in \(folder): \(String(cString: strerror(errno)))")
+        }
+        descriptor = opened
+        temporaryPath = candidate
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.blockSize, alignment: 64)
+    }
+
+    deinit {
+        if !finished { abort() }
+        buffer.deallocate()
+    }
+
+    /// Appends bytes. Small pieces are buffered; large ones go straight to the file.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !finished else { throw WeightsError(.io, file: destination, "write after commit or abort") }
+        guard bytes.count > 0, let source = bytes.baseAddress else { return }
+        if buffered + bytes.count <= buffer.count {
+            (buffer.baseAddress! + buffered).copyMemory(from: source, byteCount: bytes.count)
+            buffered += bytes.count
+        } else {
+            try flush()
+            if bytes.count >= buffer.count {
+                try writeFully(bytes)
+            } else {
+                buffer.baseAddress!.copyMemory(from: source, byteCount: bytes.count)
+                buffered = bytes.count
+            }
+        }
+        bytesWritten += Int64(bytes.count)
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    /// Fills up to `count` bytes in place through `fill`, which gets a buffer slice to write into;
+    /// avoids an extra copy when the producer converts data anyway.
+    public func withWritableBlock(maximum count: Int, _ fill: (UnsafeMutableRawBufferPointer) throws -> Int) throws {
+        guard !finished else { throw WeightsError(.io, file: destination, "write after commit or abort") }
+        if buffer.count - buffered < min(count, buffer.count) { try flush() }
+        let room = min(count, buffer.count - buffered)
+        let produced = try fill(UnsafeMutableRawBufferPointer(rebasing: buffer[buffered..<(buffered + room)]))
+        precondition(produced >= 0 && produced <= room, "fill reported more bytes than it was given")
+        buffered += produced
+        bytesWritten += Int64(produced)
+    }
+
+    /// Flushes, fsyncs, renames over the destination and fsyncs the folder.
+    public func commit() throws {
+        guard !finished else { throw WeightsError(.io, file: destination, "commit after commit or abort") }
+        do {
+            try flush()
+            guard fsync(descriptor) == 0 else {
+                throw WeightsError(.io, file: destination, "fsync failed: \(String(cString: strerror(errno)))")
+            }
+            guard close(descriptor) == 0 else {
+                descriptor = -1
+                throw WeightsError(.io, file: destination, "close failed: \(String(cString: strerror(errno)))")
+            }
+            descriptor = -1
+            guard rename(temporaryPath, destination) == 0 else {
+                throw WeightsError(.io, file: destination, "cannot rename the temp file into place: \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            abort()
+            throw error
+        }
+        finished = true
+        syncFolder()
+    }
+
+    /// Discards everything written: closes and removes the temp file. The destination is untouched.
+    public func abort() {
+        if descriptor >= 0 { close(descriptor) }
+        descriptor = -1
+        unlink(temporaryPath)
+        finished = true
+    }
+
+    private func flush() throws {
+        guard buffered > 0 else { return }
+        try writeFully(UnsafeRawBufferPointer(rebasing: buffer[0..<buffered]))
+        buffered = 0
+    }
+
+    private func writeFully(_ bytes: UnsafeRawBufferPointer) throws {
+        guard var pointer = bytes.baseAddress else { return }
+        var left = bytes.count
+        while left > 0 {
+            let written = Glibc.write(descriptor, pointer, min(left, 1 << 30))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw WeightsError(.io, file: destination, "write failed: \(String(cString: strerror(errno)))")
+            }
+            if written == 0 { throw WeightsError(.io, file: destination, "write made no progress") }
+            pointer += written
+            left -= written
+        }
+    }
+
+    private func syncFolder() {
+        let folder = URL(fileURLWithPath: destination).deletingLastPathComponent().path
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+    }
+}
+
+public enum AtomicFile {
+    /// Runs `body` with a writer for `path` and commits when it returns; any error aborts.
+    public static func write(to path: String, _ body: (AtomicFileWriter) throws -> Void) throws {
+        let writer = try AtomicFileWriter(destination: path)
+        do {
+            try body(writer)
+            try writer.commit()
+        } catch {
+            writer.abort()
+            throw error
+        }
+    }
+
+    /// Writes `bytes` atomically (small files: JSON configs, indexes).
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        try write(to: path) { try $0.write(bytes) }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+
+/// Packs the elements of a possibly strided `TensorRecord` (transposes, slices, zero-stride
+/// broadcasts, negative strides) into row-major order, in its own dtype. Views come from torch
+/// checkpoints; safetensors needs packed data.
+public enum StridedGather {
+    /// Checks that every element the view can address lies inside its storage, with overflow-checked
+    /// arithmetic. Call once before `gather`.
+    public static func validate(_ record: TensorRecord, file: String = "") throws {
+        let location = "tensor '\(record.name)'"
+        guard record.strides.count == record.shape.count else {
+            throw WeightsError(.corrupt, file: file, at: location, "\(record.shape.count) dimensions but \(record.strides.count) strides")
+        }
+        var count = 1
+        for extent in record.shape {
+            guard extent >= 0 else { throw WeightsError(.corrupt, file: file, at: location, "negative extent in shape \(record.shape)") }
+            let (product, overflow) = count.multipliedReportingOverflow(by: extent)
+            guard !overflow else { throw WeightsError(.corrupt, file: file, at: location, "element count of shape \(record.shape) overflows") }
+            count = product
+        }
+        if count == 0 { return }
+        var lowest = record.storageOffset
+        var highest = record.storageOffset
+        for (extent, stride) in zip(record.shape, record.strides) {
+            let (span, overflow) = (extent - 1).multipliedReportingOverflow(by: stride)
+            guard !overflow else { throw WeightsError(.corrupt, file: file, at: location, "stride \(stride) overflows") }
+            let (newLow, o1) = lowest.addingReportingOverflow(min(span, 0))
+            let (newHigh, o2) = highest.addingReportingOverflow(max(span, 0))
+            guard !o1, !o2 else { throw WeightsError(.corrupt, file: file, at: location, "element offsets overflow") }
+            lowest = newLow
+            highest = newHigh
+        }
+        let storageElements = record.storage.count / record.dtype.byteSize
+        guard lowest >= 0, highest < storageElements else {
+            throw WeightsError(.corrupt, file: file, at: location,
+                               "view (shape \(record.shape), strides \(record.strides), offset \(record.storageOffset)) reaches elements \(lowest)...\(highest) of a storage holding \(storageElements)")
+        }
+    }
+
+    /// Copies the row-major elements `elements` of `record` into `destination` (packed, same dtype).
+    /// `validate` must have accepted the record.
+    public static func gather(_ record: TensorRecord, elements: Range<Int>, into destination: UnsafeMutableRawPointer) {
+        guard !elements.isEmpty, let base = record.storage.buffer.baseAddress else { return }
+        let size = record.dtype.byteSize
+        let rank = record.shape.count
+        if rank == 0 || record.isContiguous {
+            let start = (record.storageOffset + elements.lowerBound) * size
+            destination.copyMemory(from: base + start, byteCount: elements.count * size)
+            return
+        }
+        // Multi-index of the first element, then walk rows of the innermost dimension.
+        var index = [Int](repeating: 0, count: rank)
+        var remainder = elements.lowerBound
+        var offset = record.storageOffset
+        for axis in stride(from: rank - 1, through: 0, by: -1) {
+            let extent = record.shape[axis]
+            index[axis] = remainder % extent
+            remainder /= extent
+            offset += index[axis] * record.strides[axis]
+        }
+        let innerExtent = record.shape[rank - 1]
+        let innerStride = record.strides[rank - 1]
+        var output = destination
+        var left = elements.count
+        while left > 0 {
+            let run = min(left, innerExtent - index[rank - 1])
+            copyRun(from: base + offset * size, stride: innerStride * size, count: run, size: size, to: output)
+            output += run * size
+            left -= run
+            if left == 0 { break }
+            // Advance to the start of the next row, carrying into outer axes.
+            offset += (innerExtent - index[rank - 1]) * innerStride - innerExtent * innerStride
+            index[rank - 1] = 0
+            var axis = rank - 2
+            while axis >= 0 {
+                index[axis] += 1
+                offset += record.strides[axis]
+                if index[axis] < record.shape[axis] { break }
+                offset -= record.shape[axis] * record.strides[axis]
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+    }
+
+    /// The whole record packed row-major, in its own dtype.
+    public static func packedBytes(of record: TensorRecord, file: String = "") throws -> [UInt8] {
+        try validate(record, file: file)
+        let count = record.elementCount
+        var bytes = [UInt8](repeating: 0, count: count * record.dtype.byteSize)
+        bytes.withUnsafeMutableBytes { raw in
+            if let base = raw.baseAddress { gather(record, elements: 0..<count, into: base) }
+        }
+        return bytes
+    }
+
+    @inline(__always)
+    private static func copyRun(from source: UnsafeRawPointer, stride: Int, count: Int, size: Int,
+                                to destination: UnsafeMutableRawPointer) {
+        if stride == size {
+            destination.copyMemory(from: source, byteCount: count * size)
+            return
+        }
+        switch size {
+        case 1: copyElements(source, stride, count, UInt8.self, destination)
+        case 2: copyElements(source, stride, count, UInt16.self, destination)
+        case 4: copyElements(source, stride, count, UInt32.self, destination)
+        default: copyElements(source, stride, count, UInt64.self, destination)
+        }
+    }
+
+    @inline(__always)
+    private static func copyElements<T>(_ source: UnsafeRawPointer, _ stride: Int, _ count: Int, _: T.Type,
+                                        _ destination: UnsafeMutableRawPointer) {
+        let size = MemoryLayout<T>.size
+        for i in 0..<count {
+            let value = source.loadUnaligned(fromByteOffset: i * stride, as: T.self)
+            destination.storeBytes(of: value, toByteOffset: i * size, as: T.self)
+        }
+    }
+}
