@@ -222,6 +222,9 @@ def openai_jit():
     assert set(state) >= {"input_resolution", "context_length", "vocab_size", "visual.proj"}, sorted(state)
     assert state["visual.proj"].dtype == torch.float16 and state["ln_final.weight"].dtype == torch.float32
     torch.save(dict(state), os.path.join(out_dir, "ViT-tiny-state-dict.pt"))
+    # Heads of a non-standard size are not in the weights: ship the config as a user would.
+    with open(os.path.join(out_dir, "open_clip_config.json"), "w") as f:
+        json.dump({"model_cfg": dict(OPENCLIP_CFG, quick_gelu=True), "preprocess_cfg": {}}, f, indent=2)
     with open(os.path.join(out_dir, "expected_dtypes.json"), "w") as f:
         json.dump({k: str(v.dtype).replace("torch.", "") for k, v in state.items()}, f, indent=1, sort_keys=True)
 
