@@ -1,0 +1,208 @@
+import CZlib
+import Foundation
+
+/// The CLIP byte-level BPE table: `bpe_simple_vocab_16e6.txt(.gz)`, lines 1…48,894 are merges.
+///
+/// Token ids follow open_clip's `SimpleTokenizer`: 256 byte symbols (in `bytes_to_unicode`
+/// order), the same 256 with "</w>", then one id per merge in rank order (the merged token of
+/// rank r has id 512 + r), then start/end of text. Symbols are kept as ids, so BPE never
+/// builds strings.
+public struct BPEVocabulary: Sendable {
+    public static let mergeCount = 49152 - 256 - 2   // 48,894, `merges[1:49152-256-2+1]`
+    public static let size = 512 + mergeCount + 2     // 49,408
+
+    /// Byte → id of its bytes_to_unicode symbol (add 256 for the "</w>" variant).
+    let byteSymbolID: [Int32]
+    /// (left id << 32 | right id) → merge rank.
+    let mergeRanks: [UInt64: Int32]
+    /// id → token text (byte symbols, "</w>" marks a word end), for decoding.
+    let tokenTexts: [String]
+
+    /// Loads a gzip-compressed or plain merges file.
+    public init(contentsOf url: URL) throws(TokenizerError) {
+        let path = url.path
+        let raw: Data
+        do {
+            raw = try Data(contentsOf: url)
+        } catch {
+            if !FileManager.default.fileExists(atPath: path) { throw .vocabularyNotFound(searched: [path]) }
+            throw .unreadableVocabulary(path: path, reason: error.localizedDescription)
+        }
+        let bytes = raw.starts(with: [0x1F, 0x8B]) ? try Gunzip.decompress(raw, path: path) : [UInt8](raw)
+        try self.init(mergesText: bytes, path: path)
+    }
+
+    /// Parses the decompressed text. `path` only labels errors.
+    init(mergesText bytes: [UInt8], path: String) throws(TokenizerError) {
+        let byteOrder = Self.bytesToUnicodeOrder()
+        var byteSymbolID = [Int32](repeating: 0, count: 256)
+        var tokenTexts: [String] = []
+        tokenTexts.reserveCapacity(Self.size)
+        for (index, byte) in byteOrder.enumerated() {
+            byteSymbolID[Int(byte)] = Int32(index)
+            tokenTexts.append(String(Character(Self.byteSymbol(byte))))
+        }
+        tokenTexts += tokenTexts.map { $0 + "</w>" }
+
+        var idOfText: [String: Int32] = [:]
+        idOfText.reserveCapacity(Self.size)
+        for (id, text) in tokenTexts.enumerated() { idOfText[text] = Int32(id) }
+
+        var ranks: [UInt64: Int32] = [:]
+        ranks.reserveCapacity(Self.mergeCount)
+        var lines = LineReader(bytes)
+        _ = lines.next()   // "#version: 0.2" header
+        for rank in 0..<Self.mergeCount {
+            let lineNumber = rank + 2
+            guard let line = lines.next() else {
+                throw .invalidVocabulary(path: path, line: lineNumber,
+                                         reason: "file ends after \(rank) merges; expected \(Self.mergeCount)")
+            }
+            guard let text = String(validating: line, as: UTF8.self) else {
+                throw .invalidVocabulary(path: path, line: lineNumber, reason: "not valid UTF-8")
+            }
+            let parts = text.split(whereSeparator: { $0.isWhitespace })
+            guard parts.count == 2 else {
+                throw .invalidVocabulary(path: path, line: lineNumber,
+                                         reason: "expected two space-separated symbols, found \(parts.count)")
+            }
+            guard let left = idOfText[String(parts[0])], let right = idOfText[String(parts[1])] else {
+                throw .invalidVocabulary(path: path, line: lineNumber,
+                                         reason: "merge \"\(text)\" uses a symbol no earlier line defines")
+            }
+            let merged = String(parts[0]) + String(parts[1])
+            let id = Int32(512 + rank)
+            guard idOfText.updateValue(id, forKey: merged) == nil else {
+                throw .invalidVocabulary(path: path, line: lineNumber, reason: "duplicate token \"\(merged)\"")
+            }
+            guard ranks.updateValue(Int32(rank), forKey: UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))) == nil else {
+                throw .invalidVocabulary(path: path, line: lineNumber, reason: "duplicate merge \"\(text)\"")
+            }
+            tokenTexts.append(merged)
+        }
+        tokenTexts += ["<start_of_text>", "<end_of_text>"]
+        self.byteSymbolID = byteSymbolID
+        self.mergeRanks = ranks
+        self.tokenTexts = tokenTexts
+    }
+
+    /// `bytes_to_unicode` key order: printable Latin-1 first, then the other 68 bytes.
+    static func bytesToUnicodeOrder() -> [UInt8] {
+        let all = (0...255).map { UInt8($0) }
+        return all.filter(isPrintable) + all.filter { !isPrintable($0) }
+    }
+
+    /// The visible stand-in for a byte: itself if printable, else U+0100 + its rank among the rest.
+    static func byteSymbol(_ byte: UInt8) -> Unicode.Scalar {
+        if isPrintable(byte) { return Unicode.Scalar(byte) }
+        let rank = (0..<byte).filter { !isPrintable($0) }.count
+        return Unicode.Scalar(UInt8(0)).withOffset(0x100 + rank)
+    }
+
+    private static func isPrintable(_ byte: UInt8) -> Bool {
+        (0x21...0x7E).contains(byte) || (0xA1...0xAC).contains(byte) || (0xAE...0xFF).contains(byte)
+    }
+
+    /// Byte-pair encodes one pre-token (its UTF-8 bytes); returns vocabulary ids.
+    func encodeWord(_ bytes: UnsafeBufferPointer<UInt8>) -> [Int32] {
+        guard let last = bytes.last else { return [] }
+        var symbols = [Int32]()
+        symbols.reserveCapacity(bytes.count)
+        for byte in bytes.dropLast() { symbols.append(byteSymbolID[Int(byte)]) }
+        symbols.append(byteSymbolID[Int(last)] + 256)
+        while symbols.count > 1 {
+            // Lowest-ranked adjacent pair present in the table.
+            var bestRank = Int32.max, bestIndex = -1
+            for i in 0..<(symbols.count - 1) {
+                if let rank = mergeRanks[Self.pairKey(symbols[i], symbols[i + 1])], rank < bestRank {
+                    bestRank = rank
+                    bestIndex = i
+                }
+            }
+            if bestIndex < 0 { break }
+            // Merge every non-overlapping occurrence, left to right (as CLIP's `bpe`).
+            let left = symbols[bestIndex], right = symbols[bestIndex + 1], merged = 512 + bestRank
+            var out = [Int32]()
+            out.reserveCapacity(symbols.count - 1)
+            var i = 0
+            while i < symbols.count {
+                if i + 1 < symbols.count, symbols[i] == left, symbols[i + 1] == right {
+                    out.append(merged)
+                    i += 2
+                } else {
+                    out.append(symbols[i])
+                    i += 1
+                }
+            }
+            symbols = out
+        }
+        return symbols
+    }
+
+    @inline(__always) static func pairKey(_ a: Int32, _ b: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+    }
+}
+
+/// Splits bytes on "\n" without copying.
+private struct LineReader {
+    private let bytes: [UInt8]
+    private var position = 0
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// The empty piece after a final "\n" is not a line.
+    mutating func next() -> ArraySlice<UInt8>? {
+        guard position < bytes.count else { return nil }
+        let end = bytes[position...].firstIndex(of: 0x0A) ?? bytes.count
+        defer { position = end + 1 }
+        return bytes[position..<end]
+    }
+}
+
+/// One-shot gzip decompression with zlib.
+enum Gunzip {
+    static func decompress(_ data: Data, path: String) throws(TokenizerError) -> [UInt8] {
+        var stream = z_stream()
+        // 16 + MAX_WBITS: expect a gzip header and trailer (checks CRC-32 and length).
+        guard inflateInit2_(&stream, 16 + 15, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw .corruptCompressedVocabulary(path: path, offset: 0, reason: "zlib initialisation failed")
+        }
+        defer { inflateEnd(&stream) }
+        var output = [UInt8]()
+        output.reserveCapacity(data.count * 3)
+        var chunk = [UInt8](repeating: 0, count: 1 << 18)
+        let input = [UInt8](data)
+        var status: Int32 = Z_OK
+        input.withUnsafeBufferPointer { inputBuffer in
+            stream.next_in = UnsafeMutablePointer(mutating: inputBuffer.baseAddress)
+            stream.avail_in = UInt32(inputBuffer.count)
+            repeat {
+                chunk.withUnsafeMutableBufferPointer { chunkBuffer in
+                    stream.next_out = chunkBuffer.baseAddress
+                    stream.avail_out = UInt32(chunkBuffer.count)
+                    status = inflate(&stream, Z_NO_FLUSH)
+                    output.append(contentsOf: chunkBuffer[0..<(chunkBuffer.count - Int(stream.avail_out))])
+                }
+            } while status == Z_OK
+        }
+        guard status == Z_STREAM_END else {
+            let offset = Int(stream.total_in)
+            let reason: String
+            switch status {
+            case Z_BUF_ERROR: reason = "stream truncated"
+            case Z_DATA_ERROR: reason = stream.msg.map { String(cString: $0) } ?? "invalid compressed data"
+            case Z_MEM_ERROR: reason = "out of memory"
+            default: reason = "zlib status \(status)"
+            }
+            throw .corruptCompressedVocabulary(path: path, offset: offset, reason: reason)
+        }
+        return output
+    }
+}
+
+private extension Unicode.Scalar {
+    /// U+0100…U+0143 are always valid scalars; used for the 68 non-printable bytes.
+    func withOffset(_ offset: Int) -> Unicode.Scalar {
+        Unicode.Scalar(UInt32(Int(value) + offset)) ?? "?"
+    }
+}
