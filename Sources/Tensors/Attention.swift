@@ -1,0 +1,173 @@
+import Foundation
+
+/// What attention may look at. `.additive` is added to the scores and must broadcast to [B, H, Lq, Lk]
+/// (e.g. [Lq, Lk], [B, 1, Lq, Lk], [B, 1, 1, Lk]); it is treated as a constant (no gradient).
+/// `.causal` lets query i see keys 0...i (torch's is_causal, top-left aligned).
+public enum AttentionMask {
+    case none
+    case causal
+    case additive(Tensor)
+}
+
+/// Read-only view of the mask as seen from one (batch, head).
+private struct MaskReader {
+    let pointer: UnsafePointer<Float>?
+    let strides: [Int]   // broadcast strides for [B, H, Lq, Lk]
+    let causal: Bool
+
+    init(_ mask: AttentionMask, shape: [Int]) throws {
+        switch mask {
+        case .none:
+            (pointer, strides, causal) = (nil, [], false)
+        case .causal:
+            (pointer, strides, causal) = (nil, [], true)
+        case .additive(let tensor):
+            guard tensor.rank <= 4 else {
+                throw TensorError.shapeMismatch(op: "attention", detail: "mask \(tensor.shape) has rank > 4")
+            }
+            let broadcast = try Broadcast.shape(tensor.shape, shape, op: "attention mask")
+            guard broadcast == shape else {
+                throw TensorError.shapeMismatch(op: "attention", detail: "mask \(tensor.shape) does not broadcast to scores \(shape)")
+            }
+            (pointer, strides, causal) = (UnsafePointer(tensor.storage.pointer), Broadcast.strides(of: tensor.shape, readAs: shape), false)
+        }
+    }
+
+    /// Adds the mask to score rows `rowStart..<rowStart+rows` of (batch, head).
+    func apply(to scores: UnsafeMutablePointer<Float>, batch: Int, head: Int, rowStart: Int, rows: Int, keys: Int) {
+        if causal {
+            for r in 0..<rows {
+                let i = rowStart + r
+                if i + 1 < keys { (scores + r * keys + i + 1).update(repeating: -.infinity, count: keys - i - 1) }
+            }
+        } else if let pointer {
+            let base = batch * strides[0] + head * strides[1]
+            for r in 0..<rows {
+                let line = pointer + base + (rowStart + r) * strides[2], out = scores + r * keys
+                for j in 0..<keys { out[j] += line[j * strides[3]] }
+            }
+        }
+    }
+}
+
+/// Scaled dot-product attention softmax(q·kᵀ·scale + mask)·v on q [B, H, Lq, D], k [B, H, Lk, D],
+/// v [B, H, Lk, Dv] → [B, H, Lq, Dv]. Queries are processed in chunks so the score matrix never exceeds
+/// `queryChunk × Lk` floats (default: about 4M floats), which keeps 4096+ token self-attention in memory.
+/// Backward recomputes the scores per chunk from the saved log-sum-exp instead of storing them.
+public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask = .none, scale: Float? = nil,
+                      queryChunk: Int? = nil) throws -> Tensor {
+    guard q.rank == 4, k.rank == 4, v.rank == 4, q.shape[0] == k.shape[0], q.shape[1] == k.shape[1],
+          k.shape[0] == v.shape[0], k.shape[1] == v.shape[1], q.shape[3] == k.shape[3], k.shape[2] == v.shape[2] else {
+        throw TensorError.shapeMismatch(op: "attention", detail: "q \(q.shape), k \(k.shape), v \(v.shape): expected [B, H, Lq, D], [B, H, Lk, D], [B, H, Lk, Dv]")
+    }
+    let (batches, heads, queries, depth) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+    let (keys, valueDepth) = (k.shape[2], v.shape[3])
+    guard keys > 0 else { throw TensorError.invalidArgument(op: "attention", detail: "no keys (k \(k.shape))") }
+    let alpha = scale ?? 1 / Float(depth).squareRoot()
+    let chunk = max(1, min(queries, queryChunk ?? max(1, (1 << 22) / keys)))
+    if let requested = queryChunk, requested < 1 {
+        throw TensorError.invalidArgument(op: "attention", detail: "queryChunk \(requested) must be positive")
+    }
+    let maskReader = try MaskReader(mask, shape: [batches, heads, queries, keys])
+
+    var output = Tensor(uninitializedShape: [batches, heads, queries, valueDepth])
+    var logSumExp = Tensor(uninitializedShape: [batches * heads * queries])
+    let pq = q.storage.pointer, pk = k.storage.pointer, pv = v.storage.pointer
+    let po = output.storage.pointer, plse = logSumExp.storage.pointer
+    let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
+    defer { scores.deallocate() }
+    for bh in 0..<(batches * heads) {
+        let (b, h) = (bh / heads, bh % heads)
+        let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
+        var start = 0
+        while start < queries {
+            let rows = min(chunk, queries - start)
+            gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qh + start * depth, lda: depth,
+                 b: kh, ldb: depth, c: scores, ldc: keys)
+            maskReader.apply(to: scores, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
+            let lseRow = plse + bh * queries + start
+            parallelFor(rows, grain: max(1, 4096 / keys)) { range in
+                for r in range {
+                    let line = scores + r * keys
+                    var maximum = -Float.infinity
+                    for j in 0..<keys { maximum = max(maximum, line[j]) }
+                    var total: Float = 0
+                    for j in 0..<keys {
+                        let e = Foundation.exp(line[j] - maximum)
+                        line[j] = e
+                        total += e
+                    }
+                    let inverse = 1 / total
+                    for j in 0..<keys { line[j] *= inverse }
+                    lseRow[r] = maximum + Foundation.log(total)
+                }
+            }
+            gemm(transA: false, transB: false, m: rows, n: valueDepth, k: keys, a: scores, lda: keys,
+                 b: vh, ldb: valueDepth, c: po + (bh * queries + start) * valueDepth, ldc: valueDepth)
+            start += rows
+        }
+    }
+    output.node = nil
+    logSumExp.node = nil
+    let (savedQ, savedK, savedV) = (q.detached, k.detached, v.detached)
+    let savedMask = mask, savedLogSumExp = logSumExp
+    return Tensor.record("attention", output, inputs: [q, k, v]) { g, needs in
+        let maskReader = try MaskReader(savedMask, shape: [batches, heads, queries, keys])
+        var dq = Tensor(zeros: savedQ.shape), dk = Tensor(zeros: savedK.shape), dv = Tensor(zeros: savedV.shape)
+        let pq = savedQ.storage.pointer, pk = savedK.storage.pointer, pv = savedV.storage.pointer, pg = g.storage.pointer
+        let pdq = dq.storage.pointer, pdk = dk.storage.pointer, pdv = dv.storage.pointer
+        let plse = savedLogSumExp.storage.pointer
+        let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
+        let gradScores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
+        defer { probabilities.deallocate(); gradScores.deallocate() }
+        let needScores = needs[0] || needs[1]
+        for bh in 0..<(batches * heads) {
+            let (b, h) = (bh / heads, bh % heads)
+            let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
+            var start = 0
+            while start < queries {
+                let rows = min(chunk, queries - start)
+                let qc = qh + start * depth, gc = pg + (bh * queries + start) * valueDepth
+                // P = exp(scale·q·kᵀ + mask − lse)
+                gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qc, lda: depth,
+                     b: kh, ldb: depth, c: probabilities, ldc: keys)
+                maskReader.apply(to: probabilities, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
+                let lseRow = plse + bh * queries + start
+                parallelFor(rows, grain: max(1, 4096 / keys)) { range in
+                    for r in range {
+                        let line = probabilities + r * keys, shift = lseRow[r]
+                        for j in 0..<keys { line[j] = Foundation.exp(line[j] - shift) }
+                    }
+                }
+                if needs[2] {   // dV += Pᵀ·dO
+                    gemm(transA: true, transB: false, m: keys, n: valueDepth, k: rows, a: probabilities, lda: keys,
+                         b: gc, ldb: valueDepth, beta: 1, c: pdv + bh * keys * valueDepth, ldc: valueDepth)
+                }
+                if needScores {
+                    // dP = dO·vᵀ; dS = P ⊙ (dP − Σ dP⊙P)
+                    gemm(transA: false, transB: true, m: rows, n: keys, k: valueDepth, a: gc, lda: valueDepth,
+                         b: vh, ldb: valueDepth, c: gradScores, ldc: keys)
+                    parallelFor(rows, grain: max(1, 4096 / keys)) { range in
+                        for r in range {
+                            let p = probabilities + r * keys, d = gradScores + r * keys
+                            var dot: Float = 0
+                            for j in 0..<keys { dot += p[j] * d[j] }
+                            for j in 0..<keys { d[j] = p[j] * (d[j] - dot) }
+                        }
+                    }
+                    if needs[0] {   // dQ = scale·dS·k
+                        gemm(transA: false, transB: false, m: rows, n: depth, k: keys, alpha: alpha, a: gradScores, lda: keys,
+                             b: kh, ldb: depth, c: pdq + (bh * queries + start) * depth, ldc: depth)
+                    }
+                    if needs[1] {   // dK += scale·dSᵀ·q
+                        gemm(transA: true, transB: false, m: keys, n: depth, k: rows, alpha: alpha, a: gradScores, lda: keys,
+                             b: qc, ldb: depth, beta: 1, c: pdk + bh * keys * depth, ldc: depth)
+                    }
+                }
+                start += rows
+            }
+        }
+        dq.node = nil; dk.node = nil; dv.node = nil
+        return [needs[0] ? dq : nil, needs[1] ? dk : nil, needs[2] ? dv : nil]
+    }
+}

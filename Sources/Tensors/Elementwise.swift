@@ -1,0 +1,191 @@
+import Foundation
+
+// MARK: - Kernels
+
+extension Tensor {
+    /// out = f(a, b) with broadcasting. Same-shape and scalar operands take flat loops.
+    @inline(__always)
+    static func broadcastKernel(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) throws -> Tensor {
+        let outShape = try Broadcast.shape(a.shape, b.shape, op: op)
+        var result = Tensor(uninitializedShape: outShape)
+        let pa = a.storage.pointer, pb = b.storage.pointer, out = result.storage.pointer
+        let n = result.count
+        if a.shape == b.shape {
+            parallelFor(n, grain: 1 << 14) { range in for i in range { out[i] = f(pa[i], pb[i]) } }
+        } else if b.count == 1 && a.count == n {
+            let scalar = pb[0]
+            parallelFor(n, grain: 1 << 14) { range in for i in range { out[i] = f(pa[i], scalar) } }
+        } else if a.count == 1 && b.count == n {
+            let scalar = pa[0]
+            parallelFor(n, grain: 1 << 14) { range in for i in range { out[i] = f(scalar, pb[i]) } }
+        } else {
+            let stridesA = Broadcast.strides(of: a.shape, readAs: outShape)
+            let stridesB = Broadcast.strides(of: b.shape, readAs: outShape)
+            let inner = outShape.last ?? 1
+            let rows = inner == 0 ? 0 : n / inner
+            let stepA = stridesA.last ?? 0, stepB = stridesB.last ?? 0
+            outShape.withUnsafeBufferPointer { shape in
+                stridesA.withUnsafeBufferPointer { sa in
+                    stridesB.withUnsafeBufferPointer { sb in
+                        parallelFor(rows, grain: max(1, 8192 / max(inner, 1))) { range in
+                            for row in range {
+                                let baseA = Broadcast.rowOffset(row, shape: shape, strides: sa)
+                                let baseB = Broadcast.rowOffset(row, shape: shape, strides: sb)
+                                let o = out + row * inner
+                                for j in 0..<inner { o[j] = f(pa[baseA + j * stepA], pb[baseB + j * stepB]) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// out = f(x) elementwise.
+    @inline(__always)
+    func mapKernel(_ f: (Float) -> Float) -> Tensor {
+        var result = Tensor(uninitializedShape: shape)
+        let input = storage.pointer, out = result.storage.pointer
+        parallelFor(count, grain: 1 << 13) { range in for i in range { out[i] = f(input[i]) } }
+        result.node = nil
+        return result
+    }
+
+    /// out = f(x, y, g): the backward of a unary op from its input, output and upstream gradient.
+    @inline(__always)
+    static func zipKernel(_ x: Tensor, _ y: Tensor, _ g: Tensor, _ f: (Float, Float, Float) -> Float) -> Tensor {
+        var result = Tensor(uninitializedShape: x.shape)
+        let px = x.storage.pointer, py = y.storage.pointer, pg = g.storage.pointer, out = result.storage.pointer
+        parallelFor(x.count, grain: 1 << 13) { range in for i in range { out[i] = f(px[i], py[i], pg[i]) } }
+        return result
+    }
+
+    /// A unary op whose derivative is a function of (input, output); the tape keeps both.
+    @inline(__always)
+    func unary(_ op: String, _ f: (Float) -> Float, derivative: @escaping (_ x: Float, _ y: Float) -> Float) -> Tensor {
+        let output = mapKernel(f)
+        let input = self.detached
+        return Tensor.record(op, output, inputs: [self]) { g, _ in
+            [Tensor.zipKernel(input, output, g) { x, y, gi in gi * derivative(x, y) }]
+        }
+    }
+}
+
+// MARK: - Arithmetic with broadcasting
+
+extension Tensor {
+    public static func + (a: Tensor, b: Tensor) throws -> Tensor {
+        let output = try broadcastKernel(a, b, op: "add") { $0 + $1 }
+        let (shapeA, shapeB) = (a.shape, b.shape)
+        return record("add", output, inputs: [a, b]) { g, needs in
+            [needs[0] ? g.summed(to: shapeA) : nil, needs[1] ? g.summed(to: shapeB) : nil]
+        }
+    }
+
+    public static func - (a: Tensor, b: Tensor) throws -> Tensor {
+        let output = try broadcastKernel(a, b, op: "sub") { $0 - $1 }
+        let (shapeA, shapeB) = (a.shape, b.shape)
+        return record("sub", output, inputs: [a, b]) { g, needs in
+            [needs[0] ? g.summed(to: shapeA) : nil, needs[1] ? g.mapKernel { -$0 }.summed(to: shapeB) : nil]
+        }
+    }
+
+    public static func * (a: Tensor, b: Tensor) throws -> Tensor {
+        let output = try broadcastKernel(a, b, op: "mul") { $0 * $1 }
+        let (savedA, savedB) = (a.detached, b.detached)
+        return record("mul", output, inputs: [a, b]) { g, needs in
+            [needs[0] ? try broadcastKernel(g, savedB, op: "mul") { $0 * $1 }.summed(to: savedA.shape) : nil,
+             needs[1] ? try broadcastKernel(g, savedA, op: "mul") { $0 * $1 }.summed(to: savedB.shape) : nil]
+        }
+    }
+
+    public static func / (a: Tensor, b: Tensor) throws -> Tensor {
+        let output = try broadcastKernel(a, b, op: "div") { $0 / $1 }
+        let (savedA, savedB) = (a.detached, b.detached)
+        return record("div", output, inputs: [a, b]) { g, needs in
+            let gOverB = try broadcastKernel(g, savedB, op: "div") { $0 / $1 }
+            var gradB: Tensor? = nil
+            if needs[1] {
+                // d(a/b)/db = -a/b² = -(a/b)/b, using the saved quotient.
+                let quotient = try broadcastKernel(savedA, savedB, op: "div") { $0 / $1 }
+                gradB = try broadcastKernel(gOverB, quotient, op: "div") { -$0 * $1 }.summed(to: savedB.shape)
+            }
+            return [needs[0] ? gOverB.summed(to: savedA.shape) : nil, gradB]
+        }
+    }
+
+    public static prefix func - (x: Tensor) -> Tensor { x.scaled(by: -1, plus: 0) }
+
+    /// x * scale + shift, one pass.
+    public func scaled(by scale: Float, plus shift: Float) -> Tensor {
+        let output = mapKernel { $0 * scale + shift }
+        return Tensor.record("affine", output, inputs: [self]) { g, _ in [g.mapKernel { $0 * scale }] }
+    }
+
+    public static func + (x: Tensor, s: Float) -> Tensor { x.scaled(by: 1, plus: s) }
+    public static func + (s: Float, x: Tensor) -> Tensor { x.scaled(by: 1, plus: s) }
+    public static func - (x: Tensor, s: Float) -> Tensor { x.scaled(by: 1, plus: -s) }
+    public static func - (s: Float, x: Tensor) -> Tensor { x.scaled(by: -1, plus: s) }
+    public static func * (x: Tensor, s: Float) -> Tensor { x.scaled(by: s, plus: 0) }
+    public static func * (s: Float, x: Tensor) -> Tensor { x.scaled(by: s, plus: 0) }
+
+    public static func / (x: Tensor, s: Float) -> Tensor {
+        let output = x.mapKernel { $0 / s }
+        return record("divScalar", output, inputs: [x]) { g, _ in [g.mapKernel { $0 / s }] }
+    }
+}
+
+// MARK: - Unary functions
+
+@inline(__always) private func sigmoidValue(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+private let inverseSqrt2: Float = 0.707_106_781_186_547_5
+private let inverseSqrt2Pi: Float = 0.398_942_280_401_432_7
+
+public func exp(_ x: Tensor) -> Tensor { x.unary("exp", { Foundation.exp($0) }, derivative: { _, y in y }) }
+public func log(_ x: Tensor) -> Tensor { x.unary("log", { Foundation.log($0) }, derivative: { x, _ in 1 / x }) }
+public func sqrt(_ x: Tensor) -> Tensor { x.unary("sqrt", { $0.squareRoot() }, derivative: { _, y in 0.5 / y }) }
+
+/// x^p elementwise (for x > 0 or integral p, as torch.pow).
+public func pow(_ x: Tensor, _ p: Float) -> Tensor {
+    x.unary("pow", { Foundation.pow($0, p) }, derivative: { x, _ in p * Foundation.pow(x, p - 1) })
+}
+
+public func sigmoid(_ x: Tensor) -> Tensor { x.unary("sigmoid", sigmoidValue, derivative: { _, y in y * (1 - y) }) }
+
+/// max(x, minimum); the gradient passes only where x > minimum (torch.clamp_min).
+public func clampMin(_ x: Tensor, _ minimum: Float) -> Tensor {
+    x.unary("clampMin", { Swift.max($0, minimum) }, derivative: { x, _ in x > minimum ? 1 : 0 })
+}
+
+/// GELU with the exact erf form, torch's default: x·Φ(x).
+public func gelu(_ x: Tensor) -> Tensor {
+    x.unary("gelu", { 0.5 * $0 * (1 + erff($0 * inverseSqrt2)) }, derivative: { x, _ in
+        0.5 * (1 + erff(x * inverseSqrt2)) + x * inverseSqrt2Pi * Foundation.exp(-0.5 * x * x)
+    })
+}
+
+/// QuickGELU (OpenAI CLIP): x·σ(1.702x).
+public func quickGELU(_ x: Tensor) -> Tensor {
+    x.unary("quickGELU", { $0 * sigmoidValue(1.702 * $0) }, derivative: { x, _ in
+        let s = sigmoidValue(1.702 * x)
+        return s + 1.702 * x * s * (1 - s)
+    })
+}
+
+/// SiLU / swish: x·σ(x).
+public func silu(_ x: Tensor) -> Tensor {
+    x.unary("silu", { $0 * sigmoidValue($0) }, derivative: { x, _ in
+        let s = sigmoidValue(x)
+        return s * (1 + x * (1 - s))
+    })
+}
+
+/// GEGLU as in diffusers' feed-forward: split the last axis in halves (h, gate) and return h·gelu(gate).
+public func geglu(_ x: Tensor) throws -> Tensor {
+    let parts = try x.chunk(2, axis: -1)
+    guard parts.count == 2, parts[0].shape == parts[1].shape else {
+        throw TensorError.invalidArgument(op: "geglu", detail: "last axis of \(x.shape) must have even length")
+    }
+    return try parts[0] * gelu(parts[1])
+}

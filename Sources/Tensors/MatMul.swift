@@ -1,0 +1,116 @@
+import COpenBLAS
+
+/// Row-major C = alpha·op(A)·op(B) + beta·C through OpenBLAS; transposes are flags, never copies.
+@inline(__always)
+func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+          beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, n > 0 else { return }
+    if k == 0 {
+        // BLAS leaves C·beta; make the empty sum explicit.
+        for row in 0..<m { for col in 0..<n { c[row * ldc + col] *= beta } }
+        return
+    }
+    Threading.configureBLASIfNeeded()
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+extension Tensor {
+    /// Batched op(A)·op(B) over the last two axes with broadcast batch axes (no autodiff; the building block).
+    static func batchedProduct(_ a: Tensor, transA: Bool, _ b: Tensor, transB: Bool) throws -> Tensor {
+        guard a.rank >= 2, b.rank >= 2 else {
+            throw TensorError.invalidArgument(op: "matmul", detail: "operands need rank ≥ 2, got \(a.shape) and \(b.shape)")
+        }
+        let (ar, ac) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (br, bc) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let (m, k) = transA ? (ac, ar) : (ar, ac)
+        let (kb, n) = transB ? (bc, br) : (br, bc)
+        guard k == kb else {
+            throw TensorError.shapeMismatch(op: "matmul", detail: "inner dimensions differ: \(a.shape) · \(b.shape) (\(k) vs \(kb))")
+        }
+        let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+        let batch = try Broadcast.shape(batchA, batchB, op: "matmul")
+        var result = Tensor(uninitializedShape: batch + [m, n])
+        let pa = a.storage.pointer, pb = b.storage.pointer, pc = result.storage.pointer
+        let batchCount = Tensor.elementCount(batch)
+        if batchB.isEmpty && !transA && batchCount > 0 {
+            // [.., M, K] · [K, N]: one GEMM over all rows.
+            gemm(transA: false, transB: transB, m: batchCount * m, n: n, k: k, a: pa, lda: ac,
+                 b: pb, ldb: bc, c: pc, ldc: n)
+            return result
+        }
+        let stridesA = Broadcast.strides(of: batchA, readAs: batch)
+        let stridesB = Broadcast.strides(of: batchB, readAs: batch)
+        let contiguous = Broadcast.contiguousStrides(batch)
+        for index in 0..<batchCount {
+            var offsetA = 0, offsetB = 0, remainder = index
+            for axis in 0..<batch.count {
+                let coordinate = remainder / contiguous[axis]
+                remainder %= contiguous[axis]
+                offsetA += coordinate * stridesA[axis]
+                offsetB += coordinate * stridesB[axis]
+            }
+            gemm(transA: transA, transB: transB, m: m, n: n, k: k,
+                 a: pa + offsetA * ar * ac, lda: ac, b: pb + offsetB * br * bc, ldb: bc,
+                 c: pc + index * m * n, ldc: n)
+        }
+        return result
+    }
+}
+
+/// Matrix product over the last two axes, broadcasting the leading (batch) axes like torch.matmul.
+public func matmul(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+    let output = try Tensor.batchedProduct(a, transA: false, b, transB: false)
+    let (savedA, savedB) = (a.detached, b.detached)
+    return Tensor.record("matmul", output, inputs: [a, b]) { g, needs in
+        [needs[0] ? try Tensor.batchedProduct(g, transA: false, savedB, transB: true).summed(to: savedA.shape) : nil,
+         needs[1] ? try Tensor.batchedProduct(savedA, transA: true, g, transB: false).summed(to: savedB.shape) : nil]
+    }
+}
+
+/// y = x·Wᵀ + b over the last axis of x; weight is [out, in] as in torch.nn.Linear.
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
+    guard weight.rank == 2, let inFeatures = x.shape.last, inFeatures == weight.shape[1] else {
+        throw TensorError.shapeMismatch(op: "linear", detail: "input \(x.shape) vs weight \(weight.shape) (expected [out, \(x.shape.last ?? 0)])")
+    }
+    let outFeatures = weight.shape[0]
+    if let bias, bias.shape != [outFeatures] {
+        throw TensorError.shapeMismatch(op: "linear", detail: "bias \(bias.shape), expected [\(outFeatures)]")
+    }
+    let rows = inFeatures == 0 ? 0 : x.count / inFeatures
+    var output = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
+    let py = output.storage.pointer
+    if let bias {
+        let pb = bias.storage.pointer
+        for row in 0..<rows { (py + row * outFeatures).update(from: pb, count: outFeatures) }
+    }
+    gemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, a: x.storage.pointer, lda: inFeatures,
+         b: weight.storage.pointer, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: py, ldc: outFeatures)
+    output.node = nil
+    let (savedX, savedW) = (x.detached, weight.detached)
+    var inputs = [x, weight]
+    if let bias { inputs.append(bias) }
+    return Tensor.record("linear", output, inputs: inputs) { g, needs in
+        let pg = g.storage.pointer
+        var gradX: Tensor? = nil, gradW: Tensor? = nil, gradB: Tensor? = nil
+        if needs[0] {
+            var dx = Tensor(uninitializedShape: savedX.shape)
+            gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures, a: pg, lda: outFeatures,
+                 b: savedW.storage.pointer, ldb: inFeatures, c: dx.storage.pointer, ldc: inFeatures)
+            dx.node = nil
+            gradX = dx
+        }
+        if needs[1] {
+            var dw = Tensor(zeros: savedW.shape)
+            gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows, a: pg, lda: outFeatures,
+                 b: savedX.storage.pointer, ldb: inFeatures, c: dw.storage.pointer, ldc: inFeatures)
+            dw.node = nil
+            gradW = dw
+        }
+        if needs.count > 2 && needs[2] {
+            gradB = g.summed(to: [outFeatures])
+        }
+        return [gradX, gradW, gradB]
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+
+/// A dense, contiguous, row-major Float32 array with value semantics.
+///
+/// The storage is shared between copies and views (reshape is free); writers copy first unless the
+/// storage is uniquely referenced. A tensor produced while gradients are recorded carries a reference
+/// to its graph node; inputs that require no gradient never get one, so frozen weights cost nothing.
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    var storage: TensorStorage
+    var node: GraphNode?
+
+    /// Wraps existing storage (internal: callers guarantee `storage.count == shape product`).
+    init(shape: [Int], storage: TensorStorage, node: GraphNode? = nil) {
+        self.shape = shape
+        self.storage = storage
+        self.node = node
+    }
+
+    /// A tensor whose elements the caller fills before it escapes.
+    init(uninitializedShape shape: [Int]) {
+        self.init(shape: shape, storage: TensorStorage(uninitializedCount: Tensor.elementCount(shape)))
+    }
+
+    public init(shape: [Int], data: [Float]) throws {
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+            throw TensorError.invalidArgument(op: "Tensor(shape:data:)", detail: "negative dimension in \(shape)")
+        }
+        let count = Tensor.elementCount(shape)
+        guard count == data.count else {
+            throw TensorError.shapeMismatch(op: "Tensor(shape:data:)",
+                                            detail: "shape \(shape) holds \(count) elements, data has \(data.count)")
+        }
+        self.init(uninitializedShape: shape)
+        data.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { storage.pointer.update(from: base, count: count) }
+        }
+    }
+
+    public init(zeros shape: [Int]) {
+        self.init(shape: shape, storage: TensorStorage(zeroedCount: Tensor.elementCount(shape)))
+    }
+
+    public init(shape: [Int], fill value: Float) {
+        self.init(uninitializedShape: shape)
+        storage.pointer.update(repeating: value, count: count)
+    }
+
+    public static func scalar(_ value: Float) -> Tensor { Tensor(shape: [], fill: value) }
+
+    /// Standard-normal samples from a seeded SplitMix64 + Box–Muller generator (deterministic, not torch's stream).
+    public static func randn(shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
+        var result = Tensor(uninitializedShape: shape)
+        var generator = SplitMix64(seed: seed)
+        let pointer = result.storage.pointer
+        var index = 0
+        while index < result.count {
+            let u1 = max(generator.nextUnitDouble(), Double.leastNonzeroMagnitude)
+            let u2 = generator.nextUnitDouble()
+            let radius = (-2 * log(u1)).squareRoot()
+            pointer[index] = Float(radius * cos(2 * Double.pi * u2)) * scale
+            if index + 1 < result.count { pointer[index + 1] = Float(radius * sin(2 * Double.pi * u2)) * scale }
+            index += 2
+        }
+        result.node = nil
+        return result
+    }
+
+    public var count: Int { storage.count }
+    public var rank: Int { shape.count }
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: storage.pointer, count: count)) }
+
+    /// The single element of a one-element tensor (NaN when the tensor holds more or fewer elements).
+    public var item: Float { count == 1 ? storage.pointer[0] : .nan }
+
+    /// True when this tensor is part of a recorded graph (some input required a gradient).
+    public var requiresGrad: Bool { node != nil }
+
+    /// The same values without graph history.
+    public var detached: Tensor { Tensor(shape: shape, storage: storage) }
+
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.pointer, count: count))
+    }
+
+    /// Writes in place, copying the storage first when another tensor shares it.
+    /// Not recorded by autodiff: use it for optimiser updates and initialisation only.
+    public mutating func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: count))
+    }
+
+    static func elementCount(_ shape: [Int]) -> Int { shape.reduce(1, *) }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let preview = scalars.prefix(8).map { String($0) }.joined(separator: ", ")
+        return "Tensor(shape: \(shape), [\(preview)\(count > 8 ? ", ..." : "")])"
+    }
+}
+
+/// SplitMix64: tiny, fast, good enough for weight initialisation and test data.
+struct SplitMix64 {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextUnitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+}

@@ -1,1 +1,0 @@
-// Tensors: see shared/DESIGN.md for what this module owns.

@@ -1,0 +1,71 @@
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// How many threads the engine uses: OpenBLAS's GEMM threads and the width of `parallelFor`.
+/// The default is `SDSCLIP_THREADS` when set to a positive integer, otherwise the core count.
+public enum Threading {
+    private final class Settings: @unchecked Sendable {
+        let lock = NSLock()
+        var count: Int
+        var blasConfigured = false
+        init() {
+            let environment = ProcessInfo.processInfo.environment["SDSCLIP_THREADS"].flatMap { Int($0) }
+            count = max(1, environment ?? ProcessInfo.processInfo.activeProcessorCount)
+        }
+    }
+
+    private static let settings = Settings()
+
+    public static var threadCount: Int {
+        settings.lock.lock()
+        defer { settings.lock.unlock() }
+        return settings.count
+    }
+
+    /// Sets both the OpenBLAS thread count and the parallel-loop width (values below 1 mean 1).
+    public static func setThreadCount(_ count: Int) {
+        settings.lock.lock()
+        defer { settings.lock.unlock() }
+        settings.count = max(1, count)
+        openblas_set_num_threads(Int32(settings.count))
+        settings.blasConfigured = true
+    }
+
+    /// Called before every GEMM: applies the configured count to OpenBLAS once.
+    static func configureBLASIfNeeded() {
+        settings.lock.lock()
+        defer { settings.lock.unlock() }
+        if !settings.blasConfigured {
+            openblas_set_num_threads(Int32(settings.count))
+            settings.blasConfigured = true
+        }
+    }
+}
+
+/// Runs `body` over `0..<count` split into contiguous ranges, one per worker. Work smaller than
+/// `grain` elements per worker stays on the calling thread, where dispatch would cost more than it saves.
+/// Never call BLAS from inside `body`: OpenBLAS already parallelises GEMM itself.
+@inline(__always)
+func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+    let workers = min(Threading.threadCount, count / max(grain, 1))
+    if workers <= 1 {
+        if count > 0 { body(0..<count) }
+        return
+    }
+    // The workers only run while this call is on the stack, so handing the non-escaping body to
+    // dispatch's @Sendable closure is safe; each worker touches a disjoint range.
+    withoutActuallyEscaping(body) { escapable in
+        let shared = UncheckedSendable(escapable)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let start = count * worker / workers
+            let end = count * (worker + 1) / workers
+            if start < end { shared.value(start..<end) }
+        }
+    }
+}
+
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
