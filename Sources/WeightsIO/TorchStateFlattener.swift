@@ -1,0 +1,91 @@
+/// Turns an unpickled torch object tree into named tensors (formats.md §2.6): unwrap `state_dict`
+/// repeatedly, join nested string-keyed dicts with ".", skip non-string keys (Lightning's callbacks
+/// are keyed by a class) and non-tensor values. Name collisions surface in `WeightStore.add`.
+struct TorchStateFlattener {
+    let file: String
+    let limits: PickleLimits
+    private(set) var tensors: [(name: String, tensor: TorchTensorRef)] = []
+    private var visited = 0
+
+    init(file: String, limits: PickleLimits) {
+        self.file = file
+        self.limits = limits
+    }
+
+    mutating func flatten(root: PickleValue) throws {
+        var current = root
+        var unwrapCount = 0
+        while case .dict(let dict) = current, let inner = dict["state_dict"], case .dict = inner {
+            current = inner
+            unwrapCount += 1
+            guard unwrapCount <= limits.maxNesting else {
+                throw WeightsError(.limit, file: file, at: "state_dict", "state_dict nested more than \(limits.maxNesting) times")
+            }
+        }
+        switch current {
+        case .dict(let dict):
+            try walk(dict, prefix: "", depth: 1)
+        case .tensor:
+            throw WeightsError(.unsupported, file: file, at: "root object",
+                               "the file holds one unnamed tensor, not a dict of named tensors")
+        case .object(let object):
+            throw WeightsError(.unsupported, file: file, at: "root object",
+                               "the file pickles a whole object (\(object.calleeDescription)), not a state dict; save model.state_dict() instead")
+        default:
+            throw WeightsError(.unsupported, file: file, at: "root object", "the file holds a \(current.kindName), not a dict of tensors")
+        }
+    }
+
+    private mutating func walk(_ dict: PickleDict, prefix: String, depth: Int) throws {
+        guard depth <= limits.maxNesting else {
+            throw WeightsError(.limit, file: file, at: "'\(prefix)'", "dicts nested more than \(limits.maxNesting) deep")
+        }
+        for (key, value) in dict.entries {
+            visited += 1
+            guard visited <= limits.maxNodes else {
+                throw WeightsError(.limit, file: file, at: "'\(prefix)'", "more than \(limits.maxNodes) values visited while flattening")
+            }
+            let name: String
+            switch key {
+            case .string(let text): name = prefix.isEmpty ? text : prefix + "." + text
+            case .malformedString:
+                if case .tensor = value {
+                    throw WeightsError(.corrupt, file: file, at: "'\(prefix)'", "a tensor is stored under a key that is not valid UTF-8")
+                }
+                continue
+            default: continue  // class-keyed callbacks, int-keyed optimizer state, …
+            }
+            switch value {
+            case .tensor(let tensor): tensors.append((name, tensor))
+            case .dict(let child): try walk(child, prefix: name, depth: depth + 1)
+            default: continue
+            }
+        }
+    }
+}
+
+/// Attaches storage bytes to symbolic tensors, producing zero-copy `TensorRecord`s.
+enum TorchRecordBuilder {
+    static func record(name: String, tensor: TorchTensorRef, rootStorage: ByteSlice) -> TensorRecord {
+        var slice = rootStorage
+        if let view = tensor.storage.view {
+            let size = tensor.storage.elementSize
+            let start = rootStorage.range.lowerBound + view.lowerBound * size
+            slice = ByteSlice(owner: rootStorage.owner, range: start ..< start + view.count * size)
+        }
+        return TensorRecord(name: name, dtype: tensor.dtype, shape: tensor.shape, strides: tensor.strides,
+                            storageOffset: tensor.storageOffset, storage: slice)
+    }
+
+    static func store(format: WeightFormat, file: String, tensors: [(name: String, tensor: TorchTensorRef)],
+                      storageBytes: [String: ByteSlice], metadata: [String: String]) throws -> WeightStore {
+        var store = WeightStore(format: format, sources: [file], metadata: metadata)
+        for (name, tensor) in tensors {
+            guard let root = storageBytes[tensor.storage.key] else {
+                throw WeightsError(.corrupt, file: file, at: "tensor '\(name)'", "storage '\(tensor.storage.key)' has no data")
+            }
+            try store.add(record(name: name, tensor: tensor, rootStorage: root), file: file)
+        }
+        return store
+    }
+}
