@@ -1,10 +1,10 @@
 import XCTest
 @testable import Tensors
 
-/// Element-wise closeness with a stated tolerance: |actual − expected| ≤ rtol·(|expected| + max|expected|).
-/// The second term keeps near-zero elements of a tensor from demanding more than fp32 can give
-/// relative to the tensor's own scale.
-func assertClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-5, _ label: String,
+/// Element-wise closeness with a stated tolerance: |actual − expected| ≤ rtol·(|expected| + max|expected|) + atol.
+/// The max term keeps near-zero elements of a tensor from demanding more than fp32 can give relative
+/// to the tensor's own scale; atol (default 0) covers tensors that are zero in exact arithmetic.
+func assertClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-5, atol: Float = 0, _ label: String,
                  file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(actual.shape, expected.shape, "\(label): shape", file: file, line: line)
     guard actual.shape == expected.shape else { return }
@@ -12,7 +12,7 @@ func assertClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-5, _ lab
     let scale = e.reduce(Float(0)) { max($0, abs($1)) }
     var worst = -Float.infinity, worstIndex = 0
     for i in e.indices {
-        let excess = abs(a[i] - e[i]) - rtol * (abs(e[i]) + scale)
+        let excess = abs(a[i] - e[i]) - rtol * (abs(e[i]) + scale) - atol
         if excess > worst || excess.isNaN { worst = excess; worstIndex = i }
     }
     if worst > 0 || worst.isNaN {
@@ -28,7 +28,7 @@ func maxAbsDifference(_ a: Tensor, _ b: Tensor) -> Float {
 /// Runs one fixture case: its float inputs become trainable parameters, `body` computes the output,
 /// which is compared with `<case>.output`; then `<case>.upstream` is back-propagated and every
 /// `<case>.grad.<input>` is compared with the parameter's gradient.
-func checkCase(_ fixture: FixtureFile, _ name: String, inputs: [String], rtol: Float = 1e-5,
+func checkCase(_ fixture: FixtureFile, _ name: String, inputs: [String], rtol: Float = 1e-5, atol: Float = 0,
                file: StaticString = #filePath, line: UInt = #line,
                _ body: ([String: Tensor]) throws -> Tensor) throws {
     var parameters: [String: Parameter] = [:]
@@ -36,7 +36,7 @@ func checkCase(_ fixture: FixtureFile, _ name: String, inputs: [String], rtol: F
         parameters[input] = Parameter(try fixture.tensor("\(name).input.\(input)"), name: input)
     }
     let output = try body(parameters.mapValues { $0.tensor })
-    assertClose(output, try fixture.tensor("\(name).output"), rtol: rtol, "\(name) output", file: file, line: line)
+    assertClose(output, try fixture.tensor("\(name).output"), rtol: rtol, atol: atol, "\(name) output", file: file, line: line)
     guard fixture.has("\(name).upstream") else { return }
     try output.backward(gradient: try fixture.tensor("\(name).upstream"))
     for input in inputs {
@@ -44,7 +44,7 @@ func checkCase(_ fixture: FixtureFile, _ name: String, inputs: [String], rtol: F
             XCTFail("\(name): no gradient reached \(input)", file: file, line: line)
             continue
         }
-        assertClose(grad, try fixture.tensor("\(name).grad.\(input)"), rtol: rtol, "\(name) grad \(input)", file: file, line: line)
+        assertClose(grad, try fixture.tensor("\(name).grad.\(input)"), rtol: rtol, atol: atol, "\(name) grad \(input)", file: file, line: line)
     }
 }
 
