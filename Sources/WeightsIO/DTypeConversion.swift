@@ -35,14 +35,16 @@ public enum DTypeConversion {
         Float(bitPattern: UInt32(bits) << 16)
     }
 
-    /// Float32 → binary16 bits, round to nearest even; overflow gives ±inf, NaN stays NaN
-    /// (sign kept, canonical quiet payload 0x200 as in torch).
+    /// Float32 → binary16 bits, round to nearest even; overflow gives ±inf. NaN keeps its sign and
+    /// top 10 payload bits and is made quiet, as the x86 F16C instruction torch uses does.
     @inline(__always)
     public static func floatToFloat16(_ value: Float) -> UInt16 {
         let bits = value.bitPattern
         let sign = UInt16((bits >> 16) & 0x8000)
         let magnitude = bits & 0x7FFF_FFFF
-        if magnitude > 0x7F80_0000 { return sign | 0x7E00 }       // NaN
+        if magnitude > 0x7F80_0000 {                               // NaN
+            return sign | 0x7E00 | UInt16(truncatingIfNeeded: (magnitude >> 13) & 0x3FF)
+        }
         if magnitude >= 0x4780_0000 {                              // ≥ 65536: past the largest rounding-to-finite value
             return sign | 0x7C00
         }
@@ -57,11 +59,12 @@ public enum DTypeConversion {
         return sign | UInt16(truncatingIfNeeded: rounded >> 13)
     }
 
-    /// Float32 → bfloat16 bits, round to nearest even; NaN becomes torch's canonical 0x7FC0.
+    /// Float32 → bfloat16 bits, round to nearest even. NaN keeps its sign and top payload bits and
+    /// is made quiet (torch itself gives 0xFFFF on its vector path and 0x7FC0 on its scalar path).
     @inline(__always)
     public static func floatToBFloat16(_ value: Float) -> UInt16 {
         let bits = value.bitPattern
-        if value.isNaN { return 0x7FC0 }
+        if value.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
         let rounding = 0x7FFF &+ ((bits >> 16) & 1)
         return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
     }
