@@ -80,6 +80,13 @@ def main():
     import re as stdre
     decimal = ranges(lambda cp: stdre.fullmatch(r"\d", chr(cp)) is not None)
 
+    # PreTokenizer.matchesIgnoringCase assumes these folds: each letter of the special tokens and
+    # contractions matches only itself, its upper case, and (for 's') U+017F.
+    for ch in sorted(set("start_of_text" + "end_of_text" + "strevmld") - set("_")):
+        pattern = regex.compile(ch, regex.IGNORECASE)
+        folds = {cp for cp in range(MAXCP) if not 0xD800 <= cp <= 0xDFFF and pattern.fullmatch(chr(cp))}
+        assert folds == {ord(ch), ord(ch.upper())} | ({0x17F} if ch == "s" else set()), (ch, folds)
+
     # The tokenizer's regex classes, exactly as open_clip compiles them (IGNORECASE).
     letter = regex.compile(r"[\p{L}]", regex.IGNORECASE)
     number = regex.compile(r"[\p{N}]", regex.IGNORECASE)

@@ -203,3 +203,26 @@ final class TokenizerTests: XCTestCase {
         "\"" + text.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 ? String($0) : String(format: "\\u{%X}", $0.value) }.joined() + "\""
     }
 }
+
+extension TokenizerTests {
+    /// The shared BPE cache under contention gives the same ids as a fresh single-threaded run.
+    func testConcurrentEncodingAgrees() throws {
+        let texts = (0..<64).map { "a photo number \($0) of a café, «\($0 * 7)» 猫 \u{1F431} don't" }
+        let sequential = try CLIPTokenizer(vocabularyURL: Self.vocabularyURL)   // its own cache
+        let expected = texts.map { sequential.encode($0) }
+        let shared = try CLIPTokenizer(vocabularyURL: Self.vocabularyURL)
+        let results = ResultSlots(count: texts.count)
+        DispatchQueue.concurrentPerform(iterations: texts.count * 4) { i in
+            results.set(i % texts.count, shared.encode(texts[i % texts.count]))
+        }
+        XCTAssertEqual(results.values, expected)
+    }
+}
+
+private final class ResultSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [[Int]]
+    init(count: Int) { slots = Array(repeating: [], count: count) }
+    func set(_ index: Int, _ value: [Int]) { lock.lock(); slots[index] = value; lock.unlock() }
+    var values: [[Int]] { lock.lock(); defer { lock.unlock() }; return slots }
+}

@@ -44,9 +44,10 @@ public struct BPEVocabulary: Sendable {
         }
         tokenTexts += tokenTexts.map { $0 + "</w>" }
 
-        var idOfText: [String: Int32] = [:]
+        // Keyed by UTF-8 bytes: exact (String equality is canonical equivalence) and fast to hash.
+        var idOfText: [[UInt8]: Int32] = [:]
         idOfText.reserveCapacity(Self.size)
-        for (id, text) in tokenTexts.enumerated() { idOfText[text] = Int32(id) }
+        for (id, text) in tokenTexts.enumerated() { idOfText[Array(text.utf8)] = Int32(id) }
 
         var ranks: [UInt64: Int32] = [:]
         ranks.reserveCapacity(Self.mergeCount)
@@ -61,24 +62,25 @@ public struct BPEVocabulary: Sendable {
             guard let text = String(validating: line, as: UTF8.self) else {
                 throw .invalidVocabulary(path: path, line: lineNumber, reason: "not valid UTF-8")
             }
-            let parts = text.split(whereSeparator: { $0.isWhitespace })
+            // Symbols never contain whitespace (bytes_to_unicode avoids it), so ASCII whitespace splits.
+            let parts = line.split(whereSeparator: { $0 == 0x20 || (0x09...0x0D).contains($0) })
             guard parts.count == 2 else {
                 throw .invalidVocabulary(path: path, line: lineNumber,
                                          reason: "expected two space-separated symbols, found \(parts.count)")
             }
-            guard let left = idOfText[String(parts[0])], let right = idOfText[String(parts[1])] else {
+            guard let left = idOfText[Array(parts[0])], let right = idOfText[Array(parts[1])] else {
                 throw .invalidVocabulary(path: path, line: lineNumber,
                                          reason: "merge \"\(text)\" uses a symbol no earlier line defines")
             }
-            let merged = String(parts[0]) + String(parts[1])
-            let id = Int32(512 + rank)
-            guard idOfText.updateValue(id, forKey: merged) == nil else {
-                throw .invalidVocabulary(path: path, line: lineNumber, reason: "duplicate token \"\(merged)\"")
+            let merged = Array(parts[0]) + Array(parts[1])
+            guard idOfText.updateValue(Int32(512 + rank), forKey: merged) == nil else {
+                throw .invalidVocabulary(path: path, line: lineNumber,
+                                         reason: "duplicate token \"\(String(decoding: merged, as: UTF8.self))\"")
             }
-            guard ranks.updateValue(Int32(rank), forKey: UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))) == nil else {
+            guard ranks.updateValue(Int32(rank), forKey: Self.pairKey(left, right)) == nil else {
                 throw .invalidVocabulary(path: path, line: lineNumber, reason: "duplicate merge \"\(text)\"")
             }
-            tokenTexts.append(merged)
+            tokenTexts.append(String(decoding: merged, as: UTF8.self))
         }
         tokenTexts += ["<start_of_text>", "<end_of_text>"]
         self.byteSymbolID = byteSymbolID

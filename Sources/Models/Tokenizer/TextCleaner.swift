@@ -22,6 +22,9 @@ struct TextCleaner: Sendable {
     private static let widthMap = parseScalarMap(TokenizerTables.ftfyWidthMap)
     private static let c1Controls = parseScalarMap(TokenizerTables.ftfyC1Controls)
     private static let controlChars = ScalarSet(ranges: TokenizerTables.ftfyControlChars)
+    /// Every code point one of the per-character fixers changes (C1, ligatures, width, quotes).
+    private static let mappedChars: Set<UInt32> = Set(c1Controls.keys).union(ligatures.keys).union(widthMap.keys)
+        .union([0x2BC, 0x2018, 0x2019, 0x201A, 0x201B, 0x201C, 0x201D, 0x201E, 0x201F])
 
     private static let newline: UInt32 = 0x0A
     private static let ftfyMaxSegment = 1_000_000   // ftfy `max_decode_length`
@@ -81,7 +84,7 @@ struct TextCleaner: Sendable {
         var out: [UInt32] = []
         out.reserveCapacity(text.count)
         for cp in text {
-            if cp < 0x80 {
+            if cp < 0x80 || !mappedChars.contains(cp) {
                 out.append(cp)
             } else {
                 out.append(contentsOf: map(cp))
