@@ -25,7 +25,10 @@ let package = Package(
 
         .target(name: "WeightsIO", dependencies: ["CZlib"]),
         .target(name: "Tensors", dependencies: ["COpenBLAS"]),
-        .target(name: "Imaging", dependencies: ["CImageCodecs"]),
+        // setjmp-based error handling for libjpeg/libpng, which Swift cannot express.
+        .target(name: "CImageShim",
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+        .target(name: "Imaging", dependencies: ["CImageCodecs", "CImageShim"]),
         .target(name: "Models", dependencies: ["Tensors", "CZlib"], resources: [.copy("Resources")]),
         // Pure name/shape rules between checkpoint layouts: no tensors, no files.
         .target(name: "Layouts"),
@@ -45,7 +48,7 @@ let package = Package(
         .testTarget(name: "WeightsIOTests", dependencies: ["WeightsIO"]),
         .testTarget(name: "LayoutsTests", dependencies: ["Layouts"]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "WeightsIO"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "WeightsIO"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors", "WeightsIO"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "WeightsIO", "Models", "Tensors"]),
     ]

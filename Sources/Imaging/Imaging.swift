@@ -1,1 +1,0 @@
-// Imaging: see shared/DESIGN.md for what this module owns.
