@@ -16,6 +16,9 @@ public struct PickleLimits: Sendable {
     public var maxNodes = 50_000_000
     public var maxTensors = 1_000_000
     public var maxRank = 32
+    /// Logical size of a tensor that addresses more than its storage holds (zero strides, as from
+    /// `expand`): converters materialise these, so a tiny file must not promise terabytes.
+    public var maxExpandedTensorBytes = 4 << 30
     /// Zip container limits (entry count, inflate cap).
     public var zip = ZipLimits()
 

@@ -40,7 +40,11 @@ private struct PickleRun {
     var cursor: Int
     var stack: [PickleValue] = []
     var marks: [Int] = []
-    var memo: [UInt32: PickleValue] = [:]
+    /// Memo: writers number slots 0, 1, 2, …, so those go in an array; any other index goes in a
+    /// dictionary (never an array sized by an attacker's index, e.g. LONG_BINPUT 0xFFFFFFFF).
+    var memoSlots: [PickleValue?] = []
+    var memoSparse: [UInt32: PickleValue] = [:]
+    var memoCount = 0
     var opcodeCount = 0
     var nodeCount = 0
     var opcodeStart = 0
@@ -194,13 +198,27 @@ private struct PickleRun {
 
     mutating func memoize(_ index: UInt32) throws {
         let value = try top()
-        if memo.updateValue(value, forKey: index) == nil, memo.count > limits.maxMemoEntries {
-            throw failure(.limit, "more than \(limits.maxMemoEntries) memo entries")
+        let slot = Int(index)
+        let isNew: Bool
+        if slot < memoSlots.count {
+            isNew = memoSlots[slot] == nil
+            memoSlots[slot] = value
+        } else if slot == memoSlots.count, memoSparse.isEmpty || memoSparse[index] == nil {
+            isNew = true
+            memoSlots.append(value)
+        } else {
+            isNew = memoSparse.updateValue(value, forKey: index) == nil
+        }
+        if isNew {
+            memoCount += 1
+            guard memoCount <= limits.maxMemoEntries else { throw failure(.limit, "more than \(limits.maxMemoEntries) memo entries") }
         }
     }
 
     mutating func recall(_ index: UInt32) throws {
-        guard let value = memo[index] else { throw failure(.corrupt, "memo slot \(index) was never set") }
+        let slot = Int(index)
+        let value = slot < memoSlots.count ? memoSlots[slot] : memoSparse[index]
+        guard let value else { throw failure(.corrupt, "memo slot \(index) was never set") }
         try push(value)
     }
 
@@ -429,7 +447,7 @@ private struct PickleRun {
 
             case 0x71: try memoize(UInt32(try readUInt(1)))  // BINPUT
             case 0x72: try memoize(UInt32(try readUInt(4)))  // LONG_BINPUT
-            case 0x94: try memoize(UInt32(truncatingIfNeeded: memo.count))  // MEMOIZE
+            case 0x94: try memoize(UInt32(truncatingIfNeeded: memoCount))  // MEMOIZE: the next index is len(memo)
             case 0x68: try recall(UInt32(try readUInt(1)))  // BINGET
             case 0x6A: try recall(UInt32(try readUInt(4)))  // LONG_BINGET
 

@@ -36,8 +36,9 @@ public enum PickleValue {
     case set(PickleList)
     case symbol(PickleSymbol)
     case object(PickleObject)
-    case storage(TorchStorageRef)
-    case tensor(TorchTensorRef)
+    // Boxed so that every other value stays a few words wide on the VM stack.
+    indirect case storage(TorchStorageRef)
+    indirect case tensor(TorchTensorRef)
     case device(String)
 
     /// Container nesting below this value, as known when it was built.

@@ -258,6 +258,16 @@ final class TorchPickleInterpreter: PickleInterpreter {
         guard !(overflow || countOverflow || bytesOverflow), bytes <= storage.byteCount else {
             throw PickleFault(.corrupt, "view (offset \(offset), size \(shape), stride \(strides)) of \(dtype.torchName) needs \(overflow ? "an overflowing number of" : String(bytes)) bytes but storage '\(storage.key)' has \(storage.byteCount)")
         }
+        // The logical (materialised) size must be representable, and bounded when it exceeds the storage.
+        var logical = dtype.byteSize
+        for size in shape {
+            let (product, productOverflow) = logical.multipliedReportingOverflow(by: size)
+            guard !productOverflow else { throw PickleFault(.limit, "tensor of size \(shape) has more elements than can be addressed") }
+            logical = product
+        }
+        if logical > storage.byteCount, logical > limits.maxExpandedTensorBytes {
+            throw PickleFault(.limit, "expanded tensor of size \(shape) would materialise \(logical) bytes from a \(storage.byteCount)-byte storage (limit \(limits.maxExpandedTensorBytes))")
+        }
     }
 
     private func integers(_ value: PickleValue, what: String) throws -> [Int] {

@@ -311,7 +311,7 @@ private struct ZipDirectoryParser {
         else if name.utf8.contains(0) { problem = "contains NUL" }
         else if name.hasPrefix("/") { problem = "starts with '/'" }
         else if name.contains("\\") { problem = "contains a backslash" }
-        else if name.split(separator: "/", omittingEmptySubsequences: false).contains("..") { problem = "contains a '..' component" }
+        else if name == ".." || name.hasPrefix("../") || name.hasSuffix("/..") || name.contains("/../") { problem = "contains a '..' component" }
         else { problem = nil }
         if let problem {
             throw WeightsError(.unsafe, file: file, at: "zip byte \(offset)", "member name '\(name.debugDescription.dropFirst().dropLast())' \(problem)")

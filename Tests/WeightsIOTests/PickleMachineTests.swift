@@ -90,6 +90,15 @@ final class PickleMachineTests: XCTestCase {
         }
     }
 
+    func testMemoMixesSequentialAndSparseSlots() throws {
+        // put 0 = 10, put 9 = 11 (sparse), put 1 = 12 (sequential again); then fetch 9, 1, 0 into a tuple.
+        let bytes: [UInt8] = [0x80, 0x02, 0x4B, 10, 0x71, 0, 0x30, 0x4B, 11, 0x71, 9, 0x30, 0x4B, 12, 0x71, 1, 0x30,
+                              0x68, 9, 0x68, 1, 0x68, 0, 0x87, 0x2E]
+        try evaluate(bytes) { value in
+            XCTAssertEqual(value.sequenceItems?.compactMap(\.intValue), [11, 12, 10])
+        }
+    }
+
     func testStructuralErrorsFailClosed() {
         let cases: [(String, [UInt8], String)] = [
             ("BINGET of an unset slot", [0x80, 0x02, 0x68, 0x05, 0x2E], "memo slot 5"),

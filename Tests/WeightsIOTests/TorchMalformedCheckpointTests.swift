@@ -61,6 +61,15 @@ final class TorchMalformedCheckpointTests: XCTestCase {
         }
         let zeroStride = PickleBuilder.stateDict([("w", tensor(size: [3, 2], stride: [0, 1]))])
         XCTAssertNoThrow(try TorchCheckpointReader.read(bytes: checkpoint(zeroStride, records: [("0", floats)])))
+        // Zero strides cannot promise unbounded memory.
+        let bomb = PickleBuilder.stateDict([("w", tensor(size: [1 << 20, 1 << 20], stride: [0, 0]))])
+        assertWeightsError(.limit, ["expanded tensor", "materialise"]) {
+            try TorchCheckpointReader.read(bytes: self.checkpoint(bomb, records: [("0", self.floats)]))
+        }
+        let unaddressable = PickleBuilder.stateDict([("w", tensor(size: [1 << 31, 1 << 31, 1 << 31], stride: [0, 0, 0]))])
+        assertWeightsError(.limit, ["more elements than can be addressed"]) {
+            try TorchCheckpointReader.read(bytes: self.checkpoint(unaddressable, records: [("0", self.floats)]))
+        }
     }
 
     func testOneStorageViewedWithTwoDtypesIsCorrupt() {

@@ -115,7 +115,8 @@ struct PickleBuilder {
     }
     mutating func int(_ value: Int) {
         if (0 ..< 256).contains(value) { bytes += [0x4B, UInt8(value)] }
-        else { bytes += [0x4A] + withUnsafeBytes(of: Int32(value).littleEndian, Array.init) }
+        else if let small = Int32(exactly: value) { bytes += [0x4A] + withUnsafeBytes(of: small.littleEndian, Array.init) }
+        else { bytes += [0x8A, 8] + withUnsafeBytes(of: Int64(value).littleEndian, Array.init) }  // LONG1
     }
     mutating func mark() { op(0x28) }
     mutating func tuple() { op(0x74) }
