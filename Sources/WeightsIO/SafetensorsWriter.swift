@@ -13,7 +13,7 @@ import Foundation
 /// ```
 public enum SafetensorsWriter {
     /// Where a tensor's bytes come from.
-    public enum Source: @unchecked Sendable {
+    public enum Source {
         /// A stored tensor (any strides, including zero and negative); gathered into row-major
         /// order and cast to the output dtype when they differ.
         case record(TensorRecord)
