@@ -14,9 +14,11 @@ enum TorchZipCheckpoint {
             }
         }
         let isTorchScript = archive.entry(named: prefix + "/constants.pkl") != nil
-        if isTorchScript {
-            // Never used for weights, but a hostile global anywhere in the archive refuses the file.
-            _ = try unpickle(archive, record: prefix + "/constants.pkl", storageFolder: prefix + "/constants/", limits: limits) { _, _ in () }
+        // constants.pkl, traced_inputs.pkl, …: never used for weights, but torch would unpickle them,
+        // so a hostile global in any of them refuses the file. Their storages are not resolved
+        // (traced_inputs/ records are written empty).
+        for entry in archive.entries where entry.name.hasSuffix(".pkl") && entry.name != prefix + "/data.pkl" {
+            _ = try unpickle(archive, record: entry.name, storageFolder: nil, limits: limits) { _, _ in () }
         }
         return try unpickle(archive, record: prefix + "/data.pkl", storageFolder: prefix + "/data/", limits: limits) { root, interpreter in
             var metadata = ["prefix": prefix]
@@ -66,7 +68,7 @@ enum TorchZipCheckpoint {
     }
 
     /// Runs the VM over one pickle record whose storages live in `storageFolder`.
-    private static func unpickle<T>(_ archive: ZipArchive, record: String, storageFolder: String, limits: PickleLimits,
+    private static func unpickle<T>(_ archive: ZipArchive, record: String, storageFolder: String?, limits: PickleLimits,
                                     _ consume: (PickleValue, TorchPickleInterpreter) throws -> T) throws -> T {
         let file = archive.file
         guard let entry = archive.entry(named: record) else {
@@ -77,13 +79,16 @@ enum TorchZipCheckpoint {
                                "pickle of \(entry.uncompressedSize) bytes exceeds the \(limits.maxPickleBytes)-byte limit")
         }
         let pickle = try archive.storedBytes(entry, verifyCRC: true)
-        let interpreter = TorchPickleInterpreter(form: .zip, limits: limits) { key in
-            let name = storageFolder + key
-            guard let storage = archive.entry(named: name) else {
-                throw WeightsError(.corrupt, file: file, at: "zip member '\(name)'", "the pickle references this storage but the record is missing")
+        let resolve: ((String) throws -> ByteSlice)? = storageFolder.map { folder in
+            { key in
+                let name = folder + key
+                guard let storage = archive.entry(named: name) else {
+                    throw WeightsError(.corrupt, file: file, at: "zip member '\(name)'", "the pickle references this storage but the record is missing")
+                }
+                return try archive.storedBytes(storage)
             }
-            return try archive.storedBytes(storage)
         }
+        let interpreter = TorchPickleInterpreter(form: .zip, limits: limits, resolveRecord: resolve)
         let machine = PickleMachine(bytes: pickle.buffer, file: file, record: record, limits: limits, interpreter: interpreter)
         return try machine.run(requireEnd: true) { root, _ in try consume(root, interpreter) }
     }

@@ -163,20 +163,36 @@ final class TorchMalformedCheckpointTests: XCTestCase {
         }
     }
 
-    func testHostileConstantsPickleRefusesTorchScriptArchive() throws {
-        // A real TorchScript archive whose constants.pkl is replaced by a hostile pickle.
+    func testHostileSidePicklesRefuseTorchScriptArchive() throws {
+        // A real TorchScript archive with one of its other pickles replaced by a hostile one.
         let owner = try MappedFile.map(TorchFixtures.path("traced.pt"))
         let archive = try ZipArchive(owner: owner, file: "traced.pt")
-        var zip = ZipBuilder()
-        for entry in archive.entries where entry.isStored {
-            var bytes = Array(try archive.storedBytes(entry).buffer)
-            if entry.name == "traced/constants.pkl" {
-                var evil = PickleBuilder()
-                evil.global("builtins", "exec"); evil.mark(); evil.string("print(1)"); evil.tuple(); evil.reduce(); evil.stop()
-                bytes = evil.bytes
+        for target in ["traced/constants.pkl", "traced/traced_inputs.pkl"] {
+            var zip = ZipBuilder()
+            for entry in archive.entries where entry.isStored {
+                var bytes = Array(try archive.storedBytes(entry).buffer)
+                if entry.name == target {
+                    var evil = PickleBuilder()
+                    evil.global("builtins", "exec"); evil.mark(); evil.string("print(1)"); evil.tuple(); evil.reduce(); evil.stop()
+                    bytes = evil.bytes
+                }
+                zip.add(entry.name, bytes)
             }
-            zip.add(entry.name, bytes)
+            // Without the compressed code/ members no filter applies; the unmodified copy still reads.
+            assertWeightsError(.unsafe, [target, "builtins.exec"]) { try TorchCheckpointReader.read(bytes: zip.build()) }
         }
-        assertWeightsError(.unsafe, ["traced/constants.pkl", "builtins.exec"]) { try TorchCheckpointReader.read(bytes: zip.build()) }
+    }
+
+    func testInertDictSubclassesAndUnknownObjectsAreSkipped() throws {
+        // hyper_parameters = AttributeDict(lr=0.1) as Lightning writes it: NEWOBJ + SETITEMS on an unknown class.
+        let pickle = PickleBuilder.stateDict([
+            ("hyper_parameters", { p in
+                p.global("lightning_fabric.utilities.data", "AttributeDict"); p.emptyTuple(); p.op(0x81)
+                p.mark(); p.string("lr"); p.int(1); p.setItems()
+            }),
+            ("state_dict", { p in p.emptyDict(); p.mark(); p.string("w"); self.tensor()(&p); p.setItems() }),
+        ])
+        let store = try TorchCheckpointReader.read(bytes: checkpoint(pickle, records: [("0", floats)]))
+        XCTAssertEqual(store.names, ["w"])
     }
 }
