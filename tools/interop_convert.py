@@ -5,6 +5,8 @@ For every case in formats/manifest.json:
 - valid: `sdsclip convert CASE OUT.safetensors` must succeed, Python safetensors must load OUT, and
   its names, dtypes, shapes and bytes must equal the generator's expected tensors
   (formats/expected/<case>.safetensors); nothing but OUT may be left in the output folder.
+- valid cases with many dtypes (CAST_CASES) are also converted with --dtype f32/f16/bf16: float tensors
+  must equal torch's `.to(dtype)` of the expected tensors bit for bit; other dtypes must be kept.
 - invalid: `convert` must exit with a status in 1...127 (not a signal, not 0), print a message on
   stderr, finish within the time limit and leave no file behind (no output, no temp file).
 
@@ -22,6 +24,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+CAST_CASES = ("st_all_dtypes", "zip_all_dtypes", "zip_views")
+CASTS = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 TIME_LIMIT = 30  # seconds per conversion; the corpus files are tiny, so this only catches hangs
 
 
@@ -58,6 +62,34 @@ def check_valid(cli, formats, case, workdir):
     return None
 
 
+def check_casts(cli, formats, case, workdir):
+    want = load_file(os.path.join(formats, case["expected"]))
+    for flag, target in CASTS.items():
+        out = os.path.join(workdir, f"out-{flag}.safetensors")
+        proc = subprocess.run([cli, "convert", "--quiet", "--dtype", flag, os.path.join(formats, case["path"]), out],
+                              capture_output=True, text=True, timeout=TIME_LIMIT)
+        if proc.returncode != 0:
+            return f"convert --dtype {flag} exited {proc.returncode}: {proc.stderr.strip()[:300]}"
+        got = load_file(out)
+        if set(got) != set(want):
+            return f"--dtype {flag}: names differ"
+        for name, w in want.items():
+            ref = w.to(target) if w.dtype.is_floating_point else w
+            g = got[name]
+            if g.dtype != ref.dtype or tuple(g.shape) != tuple(ref.shape):
+                return f"--dtype {flag}: '{name}' is {g.dtype} {tuple(g.shape)}, torch gives {ref.dtype} {tuple(ref.shape)}"
+            if raw(g) != raw(ref):
+                bad = (g.reshape(-1).view(torch.uint8 if g.element_size() == 1 else torch.int16 if g.element_size() == 2
+                                          else torch.int32 if g.element_size() == 4 else torch.int64)
+                       != ref.reshape(-1).view(torch.uint8 if g.element_size() == 1 else torch.int16 if g.element_size() == 2
+                                               else torch.int32 if g.element_size() == 4 else torch.int64))
+                i = int(bad.nonzero()[0])
+                return (f"--dtype {flag}: '{name}' ({w.dtype} -> {target}) differs from torch at element {i}: "
+                        f"source {w.reshape(-1)[i].item()!r}, ours {g.reshape(-1)[i].item()!r}, torch {ref.reshape(-1)[i].item()!r}")
+        os.remove(out)
+    return None
+
+
 def check_invalid(cli, formats, case, workdir):
     out = os.path.join(workdir, "out.safetensors")
     proc = subprocess.run([cli, "convert", "--quiet", os.path.join(formats, case["path"]), out],
@@ -91,6 +123,9 @@ def main():
             check = check_valid if case["kind"] == "valid" else check_invalid
             try:
                 problem = check(args.cli, formats, case, workdir)
+                if problem is None and case["kind"] == "valid" and case["name"] in CAST_CASES:
+                    os.remove(os.path.join(workdir, "out.safetensors"))
+                    problem = check_casts(args.cli, formats, case, workdir)
             except subprocess.TimeoutExpired:
                 problem = f"convert still running after {TIME_LIMIT} s (hang)"
         if problem:
