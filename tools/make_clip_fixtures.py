@@ -110,7 +110,11 @@ def hf_models():
         px = pixels(30, 4)
         with torch.no_grad():
             out = model(input_ids=ids, pixel_values=px)
-        save_bundle(name, px, ids, out.image_embeds, out.text_embeds, out.logits_per_image)
+            # CLIPModel's outputs are normalised; bundles hold the projected, unnormalised embeddings.
+            image = model.visual_projection(model.vision_model(pixel_values=px).pooler_output)
+            text = model.text_projection(model.text_model(input_ids=ids).pooler_output)
+        assert torch.allclose(torch.nn.functional.normalize(image, dim=-1), out.image_embeds, atol=1e-6)
+        save_bundle(name, px, ids, image, text, out.logits_per_image)
 
 
 OPENCLIP_CFG = {

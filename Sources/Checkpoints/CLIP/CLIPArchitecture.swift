@@ -1,0 +1,103 @@
+import Foundation
+import Models
+
+/// What the weights of a CLIP say about its architecture, and the table of released models for
+/// what they cannot say: the head count and the activation (models.md §1.1, §1.8).
+public struct CLIPShapeFacts: Equatable, Sendable, CustomStringConvertible {
+    public var visionWidth, visionLayers, patchSize, imageSize, visionMLP: Int
+    public var textWidth, textLayers, textMLP, vocabularySize, contextLength: Int
+    public var embedDimension: Int
+
+    public var description: String {
+        "vision width \(visionWidth), \(visionLayers) layers, patch \(patchSize), image \(imageSize); "
+            + "text width \(textWidth), \(textLayers) layers; embed \(embedDimension)"
+    }
+}
+
+public struct KnownCLIP: Sendable {
+    public let name: String
+    public let visionWidth, visionLayers, patchSize, imageSize, textWidth, textLayers: Int
+    public let visionHeads, textHeads: Int
+    public let activation: CLIPActivation
+    public let note: String
+}
+
+public enum CLIPArchitecture {
+    /// Released CLIP sizes. The activation is that of the best-known weights of each size: OpenAI's
+    /// QuickGELU for B and L, LAION-2B's GELU for H, g and bigG.
+    public static let known: [KnownCLIP] = [
+        KnownCLIP(name: "ViT-B/32", visionWidth: 768, visionLayers: 12, patchSize: 32, imageSize: 224, textWidth: 512, textLayers: 12,
+                  visionHeads: 12, textHeads: 8, activation: .quickGELU, note: "OpenAI; OpenCLIP LAION B-32 weights use GELU"),
+        KnownCLIP(name: "ViT-B/16", visionWidth: 768, visionLayers: 12, patchSize: 16, imageSize: 224, textWidth: 512, textLayers: 12,
+                  visionHeads: 12, textHeads: 8, activation: .quickGELU, note: "OpenAI; OpenCLIP LAION B-16 weights use GELU"),
+        KnownCLIP(name: "ViT-L/14", visionWidth: 1024, visionLayers: 24, patchSize: 14, imageSize: 224, textWidth: 768, textLayers: 12,
+                  visionHeads: 16, textHeads: 12, activation: .quickGELU, note: "OpenAI; OpenCLIP LAION L-14 weights use GELU"),
+        KnownCLIP(name: "ViT-L/14@336", visionWidth: 1024, visionLayers: 24, patchSize: 14, imageSize: 336, textWidth: 768, textLayers: 12,
+                  visionHeads: 16, textHeads: 12, activation: .quickGELU, note: "OpenAI"),
+        KnownCLIP(name: "ViT-H-14", visionWidth: 1280, visionLayers: 32, patchSize: 14, imageSize: 224, textWidth: 1024, textLayers: 24,
+                  visionHeads: 16, textHeads: 16, activation: .gelu, note: "OpenCLIP LAION-2B"),
+        KnownCLIP(name: "ViT-g-14", visionWidth: 1408, visionLayers: 40, patchSize: 14, imageSize: 224, textWidth: 1024, textLayers: 24,
+                  visionHeads: 16, textHeads: 16, activation: .gelu, note: "OpenCLIP LAION-2B"),
+        KnownCLIP(name: "ViT-bigG-14", visionWidth: 1664, visionLayers: 48, patchSize: 14, imageSize: 224, textWidth: 1280, textLayers: 32,
+                  visionHeads: 16, textHeads: 20, activation: .gelu, note: "OpenCLIP LAION-2B"),
+    ]
+
+    /// Reads the sizes from canonical (HF) names and shapes.
+    public static func facts(_ shapes: [String: [Int]], file: String = "") throws -> CLIPShapeFacts {
+        func shape(_ name: String, rank: Int) throws -> [Int] {
+            guard let s = shapes[name], s.count == rank else {
+                throw CheckpointError(file: file, "cannot infer the CLIP architecture: '\(name)' is missing or not \(rank)-D")
+            }
+            return s
+        }
+        func layerCount(_ prefix: String) -> Int {
+            Set(shapes.keys.compactMap { name -> Int? in
+                guard name.hasPrefix(prefix) else { return nil }
+                return Int(name.dropFirst(prefix.count).prefix { $0 != "." })
+            }).count
+        }
+        let patch = try shape("vision_model.embeddings.patch_embedding.weight", rank: 4)
+        let positions = try shape("vision_model.embeddings.position_embedding.weight", rank: 2)
+        let grid = Int(Double(positions[0] - 1).squareRoot().rounded())
+        guard grid * grid + 1 == positions[0] else {
+            throw CheckpointError(file: file, "the vision position embedding has \(positions[0]) rows, not a square grid plus one")
+        }
+        let tokens = try shape("text_model.embeddings.token_embedding.weight", rank: 2)
+        let textPositions = try shape("text_model.embeddings.position_embedding.weight", rank: 2)
+        let projection = try shape("text_projection.weight", rank: 2)
+        let visionMLP = try shape("vision_model.encoder.layers.0.mlp.fc1.weight", rank: 2)
+        let textMLP = try shape("text_model.encoder.layers.0.mlp.fc1.weight", rank: 2)
+        return CLIPShapeFacts(
+            visionWidth: patch[0], visionLayers: layerCount("vision_model.encoder.layers."), patchSize: patch[3],
+            imageSize: grid * patch[3], visionMLP: visionMLP[0],
+            textWidth: tokens[1], textLayers: layerCount("text_model.encoder.layers."), textMLP: textMLP[0],
+            vocabularySize: tokens[0], contextLength: textPositions[0], embedDimension: projection[0])
+    }
+
+    public static func knownModel(for facts: CLIPShapeFacts) -> KnownCLIP? {
+        known.first {
+            $0.visionWidth == facts.visionWidth && $0.visionLayers == facts.visionLayers && $0.patchSize == facts.patchSize
+                && $0.imageSize == facts.imageSize && $0.textWidth == facts.textWidth && $0.textLayers == facts.textLayers
+        }
+    }
+
+    /// A full configuration from shapes alone, for released sizes; an error that says what to
+    /// pass for anything else.
+    public static func infer(_ shapes: [String: [Int]], activation: CLIPActivation? = nil, file: String = "") throws -> (CLIPConfiguration, KnownCLIP) {
+        let f = try facts(shapes, file: file)
+        guard let model = knownModel(for: f) else {
+            throw CheckpointError(file: file, """
+                unknown CLIP size (\(f)); the head count and the activation are not stored in the weights. \
+                Put transformers' config.json or OpenCLIP's open_clip_config.json beside the weights, or pass --config FILE
+                """)
+        }
+        let act = activation ?? model.activation
+        let config = CLIPConfiguration(
+            text: CLIPTextConfiguration(vocabularySize: f.vocabularySize, contextLength: f.contextLength, width: f.textWidth,
+                                        layers: f.textLayers, heads: model.textHeads, mlpWidth: f.textMLP, activation: act, pooling: .argmax),
+            vision: CLIPVisionConfiguration(imageSize: f.imageSize, patchSize: f.patchSize, width: f.visionWidth, layers: f.visionLayers,
+                                            heads: model.visionHeads, mlpWidth: f.visionMLP, activation: act),
+            embedDimension: f.embedDimension)
+        return (config, model)
+    }
+}

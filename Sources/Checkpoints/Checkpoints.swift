@@ -1,1 +1,0 @@
-// Checkpoints: see shared/DESIGN.md for what this module owns.

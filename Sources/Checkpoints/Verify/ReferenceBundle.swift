@@ -1,0 +1,121 @@
+import Foundation
+import Tensors
+import WeightsIO
+
+/// A reference bundle: a safetensors file of `inputs.<name>` and `outputs.<name>` tensors made by the
+/// real PyTorch libraries, with `__metadata__["component"]` saying which model they belong to.
+public struct ReferenceBundle {
+    public let path: String
+    public let component: String
+    public let metadata: [String: String]
+    public let inputs: [String: TensorRecord]
+    public let outputs: [String: TensorRecord]
+    /// Output names in file order.
+    public let outputNames: [String]
+
+    public init(path: String) throws {
+        let store = try WeightsReader.openFile(path)
+        guard let component = store.metadata["component"] else {
+            throw CheckpointError(file: path, "not a reference bundle: __metadata__ has no \"component\"")
+        }
+        var inputs: [String: TensorRecord] = [:], outputs: [String: TensorRecord] = [:], order: [String] = []
+        for record in store.orderedRecords {
+            if record.name.hasPrefix("inputs.") {
+                inputs[String(record.name.dropFirst(7))] = record
+            } else if record.name.hasPrefix("outputs.") {
+                let name = String(record.name.dropFirst(8))
+                outputs[name] = record
+                order.append(name)
+            }
+        }
+        self.path = path
+        self.component = component
+        self.metadata = store.metadata
+        self.inputs = inputs
+        self.outputs = outputs
+        self.outputNames = order
+    }
+
+    public func input(_ name: String) throws -> TensorRecord {
+        guard let record = inputs[name] else {
+            throw CheckpointError(file: path, "the \(component) bundle has no input '\(name)' (has: \(inputs.keys.sorted().joined(separator: ", ")))")
+        }
+        return record
+    }
+
+    public func floatInput(_ name: String) throws -> Tensor { try Tensor(record: input(name), file: path) }
+
+    /// An integer input as rows ([B, L] → B arrays of L ids).
+    public func idRows(_ name: String) throws -> [[Int]] {
+        let record = try input(name)
+        guard record.shape.count == 2 else {
+            throw CheckpointError(file: path, "input '\(name)' must be [B, L], got \(record.shape)")
+        }
+        let values = try integers(record)
+        let width = record.shape[1]
+        return (0..<record.shape[0]).map { Array(values[$0 * width ..< ($0 + 1) * width]) }
+    }
+
+    /// Integer or float values of a record as Int (timesteps may be stored either way).
+    public func integers(_ record: TensorRecord) throws -> [Int] {
+        let packed = try StridedGather.packedBytes(of: record, file: path)
+        return packed.withUnsafeBytes { raw -> [Int] in
+            switch record.dtype {
+            case .i64: return raw.bindMemory(to: Int64.self).map { Int($0) }
+            case .i32: return raw.bindMemory(to: Int32.self).map { Int($0) }
+            case .u8: return raw.bindMemory(to: UInt8.self).map { Int($0) }
+            default: return (try? DTypeConversion.floats(of: record))?.map { Int($0) } ?? []
+            }
+        }
+    }
+
+    public func expected(_ name: String) throws -> Tensor {
+        guard let record = outputs[name] else {
+            throw CheckpointError(file: path, "the bundle has no output '\(name)'")
+        }
+        return try Tensor(record: record, file: path)
+    }
+}
+
+/// How one computed output compares with the reference.
+public struct OutputComparison: Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let maxAbsoluteError: Float
+    /// max |a − b| / max |b|: the error relative to the output's scale.
+    public let relativeError: Float
+    public let passed: Bool
+}
+
+public struct Tolerance: Sendable {
+    public var absolute: Float
+    public var relative: Float
+
+    public init(absolute: Float = 1e-6, relative: Float = 1e-4) {
+        self.absolute = absolute
+        self.relative = relative
+    }
+
+    /// Passes when max |a − b| ≤ absolute + relative · max |b|.
+    public func compare(name: String, computed: Tensor, expected: Tensor) -> OutputComparison {
+        guard computed.shape == expected.shape else {
+            return OutputComparison(name: name, shape: computed.shape, maxAbsoluteError: .infinity, relativeError: .infinity, passed: false)
+        }
+        var maxError: Float = 0, maxReference: Float = 0
+        var sawNaN = false
+        computed.withUnsafeBufferPointer { a in
+            expected.withUnsafeBufferPointer { b in
+                for i in 0..<a.count {
+                    let error = abs(a[i] - b[i])
+                    if error.isNaN { sawNaN = true }
+                    maxError = max(maxError, error)
+                    maxReference = max(maxReference, abs(b[i]))
+                }
+            }
+        }
+        let relativeError = maxReference > 0 ? maxError / maxReference : maxError
+        let passed = !sawNaN && maxError <= absolute + relative * maxReference
+        return OutputComparison(name: name, shape: computed.shape, maxAbsoluteError: sawNaN ? .nan : maxError,
+                                relativeError: sawNaN ? .nan : relativeError, passed: passed)
+    }
+}

@@ -1,0 +1,171 @@
+import Tensors
+
+/// The text tower: token + position embeddings, a causal encoder, the final LayerNorm.
+/// Also serves as Stable Diffusion's text encoder (SD1: all layers; SD2: one layer fewer).
+public final class CLIPTextTransformer {
+    public let configuration: CLIPTextConfiguration
+    let tokenEmbedding: Parameter
+    let positionEmbedding: Parameter
+    let encoder: CLIPEncoder
+    public let finalLayerNorm: LayerNorm
+
+    /// `scope` is the `text_model` scope of HF names.
+    public init(_ scope: ParameterScope, configuration c: CLIPTextConfiguration) throws {
+        try c.validate()
+        configuration = c
+        tokenEmbedding = try scope["embeddings"]["token_embedding"].parameter("weight", shape: [c.vocabularySize, c.width])
+        positionEmbedding = try scope["embeddings"]["position_embedding"].parameter("weight", shape: [c.contextLength, c.width])
+        encoder = try CLIPEncoder(scope["encoder"], count: c.layers, width: c.width, heads: c.heads,
+                                  mlpWidth: c.mlpWidth, activation: c.activation, epsilon: c.layerNormEpsilon)
+        finalLayerNorm = try LayerNorm(scope["final_layer_norm"], width: c.width, epsilon: c.layerNormEpsilon)
+    }
+
+    func checkIDs(_ ids: [[Int]]) throws -> Int {
+        guard let length = ids.first?.count, length > 0, ids.allSatisfy({ $0.count == length }) else {
+            throw ModelError.invalidInput("token id rows must be non-empty and of equal length")
+        }
+        guard length <= configuration.contextLength else {
+            throw ModelError.invalidInput("\(length) tokens exceed the context length \(configuration.contextLength)")
+        }
+        return length
+    }
+
+    /// Final-LayerNorm'd hidden states [B, L, W] after `layers` encoder layers (all when nil):
+    /// SD1 conditioning uses all, SD2's "penultimate" uses all but one.
+    public func hiddenStates(_ ids: [[Int]], layers: Int? = nil) throws -> Tensor {
+        let length = try checkIDs(ids)
+        let batch = ids.count
+        let tokens = try embedding(ids: ids.flatMap { $0 }, idsShape: [batch, length], table: tokenEmbedding.tensor)
+        let positions = try positionEmbedding.tensor.narrow(axis: 0, start: 0, length: length)
+        let x = try tokens + positions
+        let h = try encoder(x, mask: .causal, limit: layers)
+        return try finalLayerNorm(h)
+    }
+
+    /// The pooled state [B, W] at each row's end token.
+    public func pooled(_ ids: [[Int]]) throws -> Tensor {
+        let states = try hiddenStates(ids)
+        let positions = try ids.map { try poolingPosition($0) }
+        return try gatherRows(states, positions: positions)
+    }
+
+    func poolingPosition(_ row: [Int]) throws -> Int {
+        switch configuration.pooling {
+        case .argmax:
+            var best = 0
+            for (index, id) in row.enumerated() where id > row[best] { best = index }
+            return best
+        case .firstToken(let id):
+            guard let index = row.firstIndex(of: id) else {
+                throw ModelError.invalidInput("a text row has no end token \(id) to pool at")
+            }
+            return index
+        }
+    }
+
+    var parameters: [Parameter] { [tokenEmbedding, positionEmbedding] + encoder.layers.flatMap(\.parameters) + finalLayerNorm.parameters }
+    var layerNormParameters: [Parameter] { encoder.layers.flatMap(\.layerNormParameters) + finalLayerNorm.parameters }
+}
+
+/// Rows `positions[b]` of `states[b]`: [B, L, W] → [B, W].
+func gatherRows(_ states: Tensor, positions: [Int]) throws -> Tensor {
+    let rows = try positions.enumerated().map { batch, position in
+        try states.narrow(axis: 0, start: batch, length: 1).narrow(axis: 1, start: position, length: 1)
+    }
+    return try concat(rows, axis: 0).reshape([positions.count, states.shape[2]])
+}
+
+/// The image tower: patch embedding (a stride-P convolution, done as one GEMM over patches),
+/// class token, positions, pre-LayerNorm, encoder, post-LayerNorm of the class token.
+public final class CLIPVisionTransformer {
+    public let configuration: CLIPVisionConfiguration
+    let patchEmbedding: Parameter
+    let classEmbedding: Parameter
+    let positionEmbedding: Parameter
+    let preLayerNorm: LayerNorm
+    let encoder: CLIPEncoder
+    let postLayerNorm: LayerNorm
+
+    /// `scope` is the `vision_model` scope of HF names.
+    public init(_ scope: ParameterScope, configuration c: CLIPVisionConfiguration) throws {
+        try c.validate()
+        configuration = c
+        let embeddings = scope["embeddings"]
+        patchEmbedding = try embeddings["patch_embedding"].parameter("weight", shape: [c.width, 3, c.patchSize, c.patchSize])
+        classEmbedding = try embeddings.parameter("class_embedding", shape: [c.width])
+        positionEmbedding = try embeddings["position_embedding"].parameter("weight", shape: [c.tokenCount, c.width])
+        preLayerNorm = try LayerNorm(scope["pre_layrnorm"], width: c.width, epsilon: c.layerNormEpsilon)
+        encoder = try CLIPEncoder(scope["encoder"], count: c.layers, width: c.width, heads: c.heads,
+                                  mlpWidth: c.mlpWidth, activation: c.activation, epsilon: c.layerNormEpsilon)
+        postLayerNorm = try LayerNorm(scope["post_layernorm"], width: c.width, epsilon: c.layerNormEpsilon)
+    }
+
+    /// Hidden states [B, 1+G², W] after the encoder (before the post-LayerNorm).
+    public func hiddenStates(_ pixels: Tensor) throws -> Tensor {
+        let c = configuration
+        guard pixels.rank == 4, pixels.shape[1] == 3, pixels.shape[2] == c.imageSize, pixels.shape[3] == c.imageSize else {
+            throw ModelError.invalidInput("pixel values must be [B, 3, \(c.imageSize), \(c.imageSize)], got \(pixels.shape)")
+        }
+        let (batch, grid, patch) = (pixels.shape[0], c.gridSize, c.patchSize)
+        // [B,3,G,P,G,P] → [B,G,G,3,P,P] → [B·G², 3·P²]: each row one patch, channel-major like the conv kernel.
+        let patches = try pixels.reshape([batch, 3, grid, patch, grid, patch])
+            .permute([0, 2, 4, 1, 3, 5]).reshape([batch, grid * grid, 3 * patch * patch])
+        let kernel = try patchEmbedding.tensor.reshape([c.width, 3 * patch * patch])
+        let embedded = try linear(patches, weight: kernel)
+        let cls = try classEmbedding.tensor.reshape([1, 1, c.width]) + Tensor(zeros: [batch, 1, c.width])
+        let tokens = try concat([cls, embedded], axis: 1) + positionEmbedding.tensor
+        return try encoder(preLayerNorm(tokens), mask: .none)
+    }
+
+    /// The pooled, post-LayerNorm'd class token [B, W].
+    public func pooled(_ pixels: Tensor) throws -> Tensor {
+        let states = try hiddenStates(pixels)
+        return try postLayerNorm(gatherRows(states, positions: Array(repeating: 0, count: states.shape[0])))
+    }
+
+    var parameters: [Parameter] { [patchEmbedding, classEmbedding, positionEmbedding] + preLayerNorm.parameters
+        + encoder.layers.flatMap(\.parameters) + postLayerNorm.parameters }
+    var layerNormParameters: [Parameter] { preLayerNorm.parameters + encoder.layers.flatMap(\.layerNormParameters) + postLayerNorm.parameters }
+}
+
+/// CLIP with HF `CLIPModel` names: both towers, their projections and the logit scale.
+public final class CLIPModel {
+    public let configuration: CLIPConfiguration
+    public let text: CLIPTextTransformer
+    public let vision: CLIPVisionTransformer
+    let textProjection: Parameter
+    let visualProjection: Parameter
+    public let logitScale: Parameter
+
+    public init(_ source: any ParameterSource, configuration c: CLIPConfiguration) throws {
+        let root = ParameterScope(source)
+        configuration = c
+        text = try CLIPTextTransformer(root["text_model"], configuration: c.text)
+        vision = try CLIPVisionTransformer(root["vision_model"], configuration: c.vision)
+        textProjection = try root["text_projection"].parameter("weight", shape: [c.embedDimension, c.text.width])
+        visualProjection = try root["visual_projection"].parameter("weight", shape: [c.embedDimension, c.vision.width])
+        logitScale = try root.parameter("logit_scale", shape: [])
+    }
+
+    /// Projected, unnormalised image embeddings [B, E] (HF `image_embeds` before normalising).
+    public func encodeImage(_ pixels: Tensor) throws -> Tensor {
+        try linear(vision.pooled(pixels), weight: visualProjection.tensor)
+    }
+
+    /// Projected, unnormalised text embeddings [B, E].
+    public func encodeText(_ ids: [[Int]]) throws -> Tensor {
+        try linear(text.pooled(ids), weight: textProjection.tensor)
+    }
+
+    /// exp(logit_scale) · normalised image · normalised textᵀ: [B_image, B_text].
+    public func logits(imageEmbeddings: Tensor, textEmbeddings: Tensor) throws -> Tensor {
+        let image = try l2Normalize(imageEmbeddings, axis: -1)
+        let text = try l2Normalize(textEmbeddings, axis: -1)
+        return try matmul(image, text.transpose(0, 1)) * exp(logitScale.tensor)
+    }
+
+    public var parameters: [Parameter] { text.parameters + vision.parameters + [textProjection, visualProjection, logitScale] }
+
+    /// What SDS-CLIP trains: every LayerNorm's scale and shift, in both towers.
+    public var layerNormParameters: [Parameter] { text.layerNormParameters + vision.layerNormParameters }
+}

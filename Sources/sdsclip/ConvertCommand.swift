@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import WeightsIO
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert any readable weights (file, sharded index, folder) to one safetensors file with the same names.",
+        discussion: """
+        The output is written to a temporary file beside OUTPUT and renamed into place only when complete, \
+        so a failure never leaves a partial file or damages an existing one. Tensor views are packed; \
+        non-float tensors keep their dtype whatever --dtype says.
+        """
+    )
+
+    enum OutputDType: String, ExpressibleByArgument, CaseIterable {
+        case keep, f32, f16, bf16
+        var dtype: DType? {
+            switch self {
+            case .keep: return nil
+            case .f32: return .f32
+            case .f16: return .f16
+            case .bf16: return .bf16
+            }
+        }
+    }
+
+    @Argument(help: "The input: a weights file, a sharded index, or a folder.")
+    var input: String
+
+    @Argument(help: "The safetensors file to write.")
+    var output: String
+
+    @Option(help: "Floating-point dtype of the output: \(OutputDType.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var dtype: OutputDType = .keep
+
+    @Flag(help: "Do not print progress.")
+    var quiet = false
+
+    func run() throws {
+        try reportingErrors {
+            let store = try WeightsReader.open(input)
+            let tensors = try store.orderedRecords.map { record -> SafetensorsWriter.Tensor in
+                let target = record.dtype.isFloatingPoint ? dtype.dtype : nil
+                return try SafetensorsWriter.Tensor(record: record, castTo: target)
+            }
+            var metadata = store.format == .safetensors || store.format == .shardedSafetensors ? store.metadata : [:]
+            if metadata["format"] == nil { metadata["format"] = "pt" }
+            let progress = (quiet || store.totalBytes < 64 << 20) ? nil : ProgressLine(label: "convert")
+            try SafetensorsWriter.write(tensors, metadata: metadata, to: output) { done, total in
+                progress?.update(done: done, total: total)
+            }
+            if !quiet {
+                printError("wrote \(output): \(store.count) tensors, \(Formatting.bytes(store.totalBytes)) read from \(store.format.rawValue)")
+            }
+        }
+    }
+}

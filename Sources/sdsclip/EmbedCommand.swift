@@ -1,0 +1,78 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Imaging
+import Models
+import Tensors
+import WeightsIO
+
+struct EmbedCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "embed",
+        abstract: "Compute CLIP embeddings of images or texts.",
+        discussion: """
+        Images are decoded (JPEG, PNG), resized (bicubic, shortest side), centre-cropped and normalised as CLIP \
+        does. Embeddings are projected and unnormalised; with --output they are written as a safetensors file \
+        (image_embeds or text_embeds, [N, E]), otherwise printed with their cosine similarities.
+        """
+    )
+
+    @Argument(help: "The CLIP model: a file or folder in any supported layout.")
+    var model: String
+
+    @Option(name: .customLong("image"), parsing: .upToNextOption, help: "Image files.")
+    var images: [String] = []
+
+    @Option(name: .customLong("text"), parsing: .upToNextOption, help: "Texts.")
+    var texts: [String] = []
+
+    @Option(help: "A configuration file (transformers config.json or OpenCLIP config).")
+    var config: String?
+
+    @Option(help: "Write the embeddings to this safetensors file.")
+    var output: String?
+
+    func validate() throws {
+        guard images.isEmpty != texts.isEmpty else { throw ValidationError("give either --image files or --text strings") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let loaded = try CLIPLoader.load(model, configuration: config)
+            for note in loaded.notes { printError("note: \(note)") }
+            let clip = loaded.model
+            let (name, embeddings): (String, Tensor) = try withNoGrad {
+                if !images.isEmpty {
+                    let preprocessor = try CLIPPreprocessor(resolution: clip.configuration.vision.imageSize)
+                    let batch = try preprocessor.processBatch(paths: images)
+                    return ("image_embeds", try clip.encodeImage(Tensor(shape: batch.shape, data: batch.values)))
+                }
+                let tokenizer = try CLIPTokenizer()
+                let context = clip.configuration.text.contextLength
+                let ids = try tokenizer.tokenize(texts, contextLength: context)
+                return ("text_embeds", try clip.encodeText(ids))
+            }
+            if let output {
+                try SafetensorsWriter.write([SafetensorsWriter.Tensor(name: name, shape: embeddings.shape, floats: embeddings.scalars)],
+                                            metadata: ["model": model], to: output)
+                printError("wrote \(output): \(name) \(embeddings.shape)")
+                return
+            }
+            let labels = images.isEmpty ? texts : images
+            let rows = embeddings.shape[0], width = embeddings.shape[1]
+            let values = embeddings.scalars
+            for row in 0..<rows {
+                let slice = values[row * width ..< (row + 1) * width]
+                print("\(labels[row]): [" + slice.prefix(8).map { String(format: "%.4f", $0) }.joined(separator: ", ") + (width > 8 ? ", …]" : "]"))
+            }
+            if rows > 1 {
+                let normalised = try l2Normalize(embeddings, axis: -1)
+                let similarity = try matmul(normalised, normalised.transpose(0, 1)).scalars
+                print("cosine similarity:")
+                for row in 0..<rows {
+                    print((0..<rows).map { String(format: "%7.4f", similarity[row * rows + $0]) }.joined(separator: " "))
+                }
+            }
+        }
+    }
+}

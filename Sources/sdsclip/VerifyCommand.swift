@@ -1,0 +1,61 @@
+import ArgumentParser
+import Checkpoints
+import Foundation
+import Tensors
+import WeightsIO
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check a model against a reference bundle made by the PyTorch libraries.",
+        discussion: """
+        REFERENCE is a safetensors file of inputs.* and outputs.* tensors whose metadata names the component \
+        (clip, unet, vae-encoder, vae-decoder, text-encoder). The model is loaded from MODEL (a file or folder \
+        in any supported layout), run on the inputs, and each output compared: it passes when \
+        max|computed − expected| ≤ atol + rtol · max|expected|. Exit status 0 when every output passes, 2 otherwise.
+        """
+    )
+
+    @Argument(help: "The model: a weights file or folder in any supported layout.")
+    var model: String
+
+    @Argument(help: "The reference bundle (.safetensors).")
+    var reference: String
+
+    @Option(help: "A configuration file (transformers config.json, OpenCLIP config, or a diffusers folder).")
+    var config: String?
+
+    @Option(help: "Absolute tolerance.")
+    var atol: Float = 1e-6
+
+    @Option(help: "Tolerance relative to the largest reference magnitude of each output.")
+    var rtol: Float = 1e-4
+
+    @Option(name: .customLong("save-outputs"), help: "Write the computed outputs (outputs.* names) to this safetensors file.")
+    var saveOutputs: String?
+
+    func run() throws {
+        var passed = false
+        try reportingErrors {
+            let report = try ModelVerifier.verify(model: model, bundlePath: reference, configuration: config,
+                                                  tolerance: Tolerance(absolute: atol, relative: rtol))
+            print("component: \(report.component)")
+            for note in report.notes { print("note:      \(note)") }
+            for c in report.comparisons {
+                let status = c.passed ? "ok  " : "FAIL"
+                print(String(format: "%@ %-20@ %-18@ max-abs %.3e  relative %.3e", status, c.name as NSString,
+                             "\(c.shape)" as NSString, c.maxAbsoluteError, c.relativeError))
+            }
+            if let saveOutputs {
+                let tensors = report.computed.keys.sorted().map { name in
+                    SafetensorsWriter.Tensor(name: "outputs.\(name)", shape: report.computed[name]!.shape,
+                                             floats: report.computed[name]!.scalars)
+                }
+                try SafetensorsWriter.write(tensors, metadata: ["component": report.component], to: saveOutputs)
+            }
+            passed = report.passed
+            print(passed ? "verify: passed" : "verify: FAILED (tolerance atol \(atol), rtol \(rtol))")
+        }
+        if !passed { throw ExitCode(2) }
+    }
+}

@@ -1,3 +1,0 @@
-import ArgumentParser
-struct SDSClip: ParsableCommand {}
-SDSClip.main()
