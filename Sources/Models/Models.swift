@@ -1,1 +1,0 @@
-// Models: see shared/DESIGN.md for what this module owns.
