@@ -226,3 +226,39 @@ private final class ResultSlots: @unchecked Sendable {
     func set(_ index: Int, _ value: [Int]) { lock.lock(); slots[index] = value; lock.unlock() }
     var values: [[Int]] { lock.lock(); defer { lock.unlock() }; return slots }
 }
+
+extension TokenizerTests {
+    /// Arbitrary code points (unassigned, private use, controls, astral) never crash and always
+    /// give a well-formed row: SOT first, an EOT, ids inside the vocabulary, pad after the EOT.
+    func testArbitraryScalarsGiveWellFormedRows() throws {
+        let tokenizer = try tokenizer()
+        var generator = SplitMix64(seed: 0x5D5C_11B0)
+        for _ in 0..<400 {
+            var scalars = String.UnicodeScalarView()
+            for _ in 0..<Int(generator.next() % 40) {
+                let raw = UInt32(truncatingIfNeeded: generator.next() % (generator.next() % 2 == 0 ? 0x800 : 0x110000))
+                if let scalar = Unicode.Scalar(raw) { scalars.append(scalar) }
+            }
+            let text = String(scalars)
+            let row = try tokenizer.tokenize(text)
+            XCTAssertEqual(row.count, 77)
+            XCTAssertEqual(row.first, 49406)
+            guard let end = row.firstIndex(of: 49407) else { return XCTFail("no EOT for \(text.debugDescription)") }
+            XCTAssertTrue(row[..<end].allSatisfy { (0..<49407).contains($0) }, text.debugDescription)
+            XCTAssertTrue(row[(end + 1)...].allSatisfy { $0 == 0 }, text.debugDescription)
+        }
+    }
+}
+
+/// Deterministic generator for the robustness test (no dependence on the system RNG).
+private struct SplitMix64 {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

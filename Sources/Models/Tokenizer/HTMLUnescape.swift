@@ -43,7 +43,9 @@ enum HTMLUnescape {
             var value: UInt32 = 0
             let radix: UInt32 = isHex ? 16 : 10
             while j < text.count, let digit = digitValue(text[j], hex: isHex) {
-                value = value > 0x110000 ? value : value * radix + digit   // saturate: > 0x10FFFF is all one case
+                // Saturate: everything above 0x10FFFF decodes to U+FFFD. (CPython's int() refuses
+                // more than 4300 digits and html.unescape then raises; we return U+FFFD instead.)
+                value = value > 0x110000 ? value : value * radix + digit
                 j += 1
             }
             guard j > digitsStart else { return nil }  // '#' is excluded from the named branch
