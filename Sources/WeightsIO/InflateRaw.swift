@@ -17,10 +17,12 @@ enum InflateRaw {
         var scratch: UInt8 = 0
         let status: Int32 = output.withUnsafeMutableBufferPointer { out in
             withUnsafeMutablePointer(to: &scratch) { empty in
-                stream.next_in = input.isEmpty ? empty : UnsafeMutablePointer(mutating: input.bindMemory(to: Bytef.self).baseAddress!)
+                // zlib never writes through next_in; an empty input still needs a valid pointer.
+                let source = input.bindMemory(to: Bytef.self).baseAddress.map { UnsafeMutablePointer(mutating: $0) } ?? empty
+                stream.next_in = input.isEmpty ? empty : source
                 stream.avail_in = uInt(input.count)
-                stream.next_out = out.baseAddress!
-                stream.avail_out = uInt(out.count)
+                stream.next_out = out.baseAddress ?? empty
+                stream.avail_out = out.baseAddress == nil ? 0 : uInt(out.count)
                 return CZlib.inflate(&stream, Z_FINISH)
             }
         }

@@ -182,7 +182,8 @@ struct ZipBuilder {
     }
 
     /// `overrideOffsets` replaces the central directory's local-header offsets (overlap tests).
-    func build(overrideOffsets: [Int: Int] = [:]) -> [UInt8] {
+    /// `zip64` saturates every 32-bit field and writes zip64 extras, end record and locator.
+    func build(overrideOffsets: [Int: Int] = [:], zip64: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         var central: [UInt8] = []
         func le16(_ value: Int, _ into: inout [UInt8]) { into += [UInt8(value & 0xFF), UInt8(value >> 8 & 0xFF)] }
@@ -196,14 +197,30 @@ struct ZipBuilder {
             le16(localName.count, &out); le16(0, &out); out += localName; out += member.data
 
             let name = Array(member.name.utf8)
-            le32(0x0201_4b50, &central); le16(20, &central); le16(20, &central); le16(Int(member.flags), &central)
+            let localOffset = overrideOffsets[index] ?? offset
+            let size32 = zip64 ? 0xFFFF_FFFF : UInt32(member.data.count)
+            le32(0x0201_4b50, &central); le16(20, &central); le16(45, &central); le16(Int(member.flags), &central)
             le16(Int(member.method), &central); le16(0, &central); le16(0, &central); le32(crc, &central)
-            le32(UInt32(member.data.count), &central); le32(UInt32(member.data.count), &central)
-            le16(name.count, &central); le16(0, &central); le16(0, &central); le16(0, &central); le16(0, &central)
-            le32(0, &central); le32(UInt32(overrideOffsets[index] ?? offset), &central); central += name
+            le32(size32, &central); le32(size32, &central)
+            le16(name.count, &central); le16(zip64 ? 28 : 0, &central); le16(0, &central); le16(0, &central); le16(0, &central)
+            le32(0, &central); le32(zip64 ? 0xFFFF_FFFF : UInt32(localOffset), &central); central += name
+            if zip64 {
+                le16(0x0001, &central); le16(24, &central)
+                for value in [member.data.count, member.data.count, localOffset] { le64(value, &central) }
+            }
         }
+        func le64(_ value: Int, _ into: inout [UInt8]) { for shift in stride(from: 0, to: 64, by: 8) { into.append(UInt8(value >> shift & 0xFF)) } }
         let directoryOffset = out.count
         out += central
+        if zip64 {
+            let recordOffset = out.count
+            le32(0x0606_4b50, &out); le64(44, &out); le16(45, &out); le16(45, &out); le32(0, &out); le32(0, &out)
+            le64(members.count, &out); le64(members.count, &out); le64(central.count, &out); le64(directoryOffset, &out)
+            le32(0x0706_4b50, &out); le32(0, &out); le64(recordOffset, &out); le32(1, &out)
+            le32(0x0605_4b50, &out); le16(0xFFFF, &out); le16(0xFFFF, &out); le16(0xFFFF, &out); le16(0xFFFF, &out)
+            le32(0xFFFF_FFFF, &out); le32(0xFFFF_FFFF, &out); le16(0, &out)
+            return out
+        }
         le32(0x0605_4b50, &out); le16(0, &out); le16(0, &out); le16(members.count, &out); le16(members.count, &out)
         le32(UInt32(central.count), &out); le32(UInt32(directoryOffset), &out); le16(0, &out)
         return out

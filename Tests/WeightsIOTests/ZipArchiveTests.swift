@@ -51,6 +51,27 @@ final class ZipArchiveTests: XCTestCase {
         assertWeightsError(.unsupported, ["STORED"]) { try archive.storedBytes(code) }
     }
 
+    func testZip64ExtrasAndEndRecord() throws {
+        // Every size and offset saturated, real values in zip64 extras (as for >4 GiB torch files).
+        var zip = ZipBuilder()
+        zip.add("a/x", Array("hello".utf8))
+        zip.add("a/y", [1, 2, 3])
+        let archive = try open(zip.build(zip64: true))
+        XCTAssertEqual(archive.entries.map(\.name), ["a/x", "a/y"])
+        let second = try XCTUnwrap(archive.entry(named: "a/y"))
+        XCTAssertEqual(second.uncompressedSize, 3)
+        XCTAssertEqual(Array(try archive.storedBytes(second, verifyCRC: true).buffer), [1, 2, 3])
+
+        // A locator that points at garbage, and saturated fields without any locator.
+        var bytes = zip.build(zip64: true)
+        let locator = bytes.count - 22 - 20
+        bytes[locator + 8] ^= 0x01
+        assertWeightsError(.corrupt, ["zip64 locator"]) { try self.open(bytes) }
+        let plain = zip.build(zip64: true)
+        let withoutLocator = Array(plain[..<(plain.count - 22 - 20)]) + Array(plain[(plain.count - 22)...])
+        assertWeightsError(.corrupt, ["saturated"]) { try self.open(withoutLocator) }
+    }
+
     func testRejectsBrokenStructure() throws {
         var duplicate = ZipBuilder()
         duplicate.add("a/x", [1]); duplicate.add("a/x", [2])
