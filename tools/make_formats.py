@@ -460,7 +460,7 @@ def safetensors_handmade_cases():
     base_h, base_d = st_base()
     bad("st_header_too_small", "format", ["header"], "a 5-byte file: shorter than the 8-byte length",
         whole=b"\x10\x00\x00\x00\x00")
-    bad("st_header_len_over_limit", "limit", ["100000000"],
+    bad("st_header_len_over_limit", "limit", ["header"],
         "header length N = 100,000,001 (> 100 MB cap)",
         whole=struct.pack("<Q", 100_000_001) + b"{}" + b" " * 6)
     bad("st_header_len_past_eof", "corrupt", ["header"], "N = 4096 but the file has 40 bytes after it",
