@@ -146,6 +146,7 @@ class Block(torch.nn.Module):
         self.ln = torch.nn.LayerNorm(3)
         self.register_buffer("scale", torch.tensor([2.0, 3.0, 4.0]))
         self.attn_mask = torch.triu(torch.ones(3, 3))  # plain tensor attribute, not state
+        self.register_buffer("cache", torch.zeros(2), persistent=False)  # buffer outside state_dict()
 
     def forward(self, x):
         return self.ln(self.fc(x)) * self.scale + self.attn_mask.sum()
@@ -173,6 +174,13 @@ def save_torchscript():
     write_expected("scripted", dict(scripted.state_dict()))
 
 
+def save_whole_module():
+    # torch.save(model): the root is the pickled module object itself (classes stay inert symbols).
+    net = Net().eval()
+    torch.save(net, os.path.join(OUT, "module.pt"))
+    write_expected("module", dict(net.state_dict()))
+
+
 def save_legacy():
     base = torch.randn(2, 3)
     sd = {
@@ -192,6 +200,7 @@ if __name__ == "__main__":
     save_state_dicts()
     save_lightning()
     save_torchscript()
+    save_whole_module()
     save_legacy()
     # Round-trip check with torch itself so the expectations are what torch.load returns.
     for name in ["state_all.pt", "state_nocrc.pt", "lightning.ckpt", "legacy.pt"]:

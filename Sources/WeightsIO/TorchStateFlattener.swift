@@ -1,6 +1,7 @@
 /// Turns an unpickled torch object tree into named tensors (formats.md §2.6): unwrap `state_dict`
 /// repeatedly, join nested string-keyed dicts with ".", skip non-string keys (Lightning's callbacks
-/// are keyed by a class) and non-tensor values. Name collisions surface in `WeightStore.add`.
+/// are keyed by a class) and non-tensor values; a pickled whole `nn.Module` is walked like
+/// `state_dict()`. Name collisions surface in `WeightStore.add`.
 struct TorchStateFlattener {
     let file: String
     let limits: PickleLimits
@@ -29,10 +30,58 @@ struct TorchStateFlattener {
             throw WeightsError(.unsupported, file: file, at: "root object",
                                "the file holds one unnamed tensor, not a dict of named tensors")
         case .object(let object):
-            throw WeightsError(.unsupported, file: file, at: "root object",
-                               "the file pickles a whole object (\(object.calleeDescription)), not a state dict; save model.state_dict() instead")
+            guard Self.moduleState(object) != nil else {
+                throw WeightsError(.unsupported, file: file, at: "root object",
+                                   "the file pickles an object (\(object.calleeDescription)) that is neither a state dict nor an nn.Module")
+            }
+            try walkModule(object, prefix: "", depth: 1)
         default:
             throw WeightsError(.unsupported, file: file, at: "root object", "the file holds a \(current.kindName), not a dict of tensors")
+        }
+    }
+
+    /// The `__dict__` of a pickled `nn.Module` (it has `_parameters`), or nil.
+    private static func moduleState(_ object: PickleObject) -> PickleDict? {
+        guard case .dict(let state)? = object.state, case .dict? = state["_parameters"] else { return nil }
+        return state
+    }
+
+    /// `torch.save(model)`: emit what `state_dict()` would, in its order: `_parameters`, the
+    /// persistent `_buffers`, then each child of `_modules`. The classes themselves stay inert.
+    private mutating func walkModule(_ module: PickleObject, prefix: String, depth: Int) throws {
+        guard depth <= limits.maxNesting else {
+            throw WeightsError(.limit, file: file, at: "module '\(prefix)'", "modules nested more than \(limits.maxNesting) deep")
+        }
+        guard let state = Self.moduleState(module) else {
+            throw WeightsError(.unsupported, file: file, at: "module '\(prefix)'",
+                               "child \(module.calleeDescription) is not a plain nn.Module (no _parameters dict)")
+        }
+        func name(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
+        var nonPersistent: Set<String> = []
+        if case .set(let names)? = state["_non_persistent_buffers_set"] {
+            nonPersistent = Set(names.items.compactMap(\.stringValue))
+        }
+        for group in ["_parameters", "_buffers"] {
+            guard case .dict(let members)? = state[group] else { continue }
+            for (key, value) in members.entries {
+                try countVisit(prefix)
+                guard let key = key.stringValue, case .tensor(let tensor) = value else { continue }  // None = unset
+                if group == "_buffers", nonPersistent.contains(key) { continue }
+                tensors.append((name(key), tensor))
+            }
+        }
+        guard case .dict(let children)? = state["_modules"] else { return }
+        for (key, value) in children.entries {
+            try countVisit(prefix)
+            guard let key = key.stringValue, case .object(let child) = value else { continue }
+            try walkModule(child, prefix: name(key), depth: depth + 1)
+        }
+    }
+
+    private mutating func countVisit(_ prefix: String) throws {
+        visited += 1
+        guard visited <= limits.maxNodes else {
+            throw WeightsError(.limit, file: file, at: "'\(prefix)'", "more than \(limits.maxNodes) values visited while flattening")
         }
     }
 
@@ -41,10 +90,7 @@ struct TorchStateFlattener {
             throw WeightsError(.limit, file: file, at: "'\(prefix)'", "dicts nested more than \(limits.maxNesting) deep")
         }
         for (key, value) in dict.entries {
-            visited += 1
-            guard visited <= limits.maxNodes else {
-                throw WeightsError(.limit, file: file, at: "'\(prefix)'", "more than \(limits.maxNodes) values visited while flattening")
-            }
+            try countVisit(prefix)
             let name: String
             switch key {
             case .string(let text): name = prefix.isEmpty ? text : prefix + "." + text

@@ -79,6 +79,18 @@ final class TorchCheckpointTests: XCTestCase {
         try TorchFixtures.assertMatches(store, stem: "scripted")
     }
 
+    func testWholePickledModuleReadsLikeItsStateDict() throws {
+        // torch.save(model): inert __main__.Net / torch.nn classes; non-persistent buffers and plain
+        // tensor attributes (attn_mask) are not state.
+        let store = try TorchCheckpointReader.read(path: TorchFixtures.path("module.pt"))
+        try TorchFixtures.assertMatches(store, stem: "module")
+        XCTAssertNil(store["blocks.0.cache"])
+        XCTAssertNil(store["blocks.0.attn_mask"])
+        let expectedOrder = try JSONSerialization.jsonObject(with: Data(contentsOf: TorchFixtures.folder.appendingPathComponent("module.expected.json")))
+        XCTAssertEqual(Set(store.names), Set((expectedOrder as? [String: Any] ?? [:]).keys))
+        XCTAssertEqual(store.names.first, "proj", "parameters come before buffers and children, as in state_dict()")
+    }
+
     func testTorchScriptDeclarationsFromCode() throws {
         var declarations = TorchScriptDeclarations()
         declarations.parse("""

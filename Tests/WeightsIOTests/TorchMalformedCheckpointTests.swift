@@ -151,7 +151,9 @@ final class TorchMalformedCheckpointTests: XCTestCase {
         // A whole pickled module is not a state dict.
         var module = PickleBuilder()
         module.global("mymodels", "Net"); module.emptyTuple(); module.op(0x81); module.emptyDict(); module.op(0x62); module.stop()
-        assertWeightsError(.unsupported, ["mymodels.Net", "state_dict"]) { try TorchCheckpointReader.read(bytes: self.checkpoint(module.bytes)) }
+        assertWeightsError(.unsupported, ["mymodels.Net", "neither a state dict nor an nn.Module"]) {
+            try TorchCheckpointReader.read(bytes: self.checkpoint(module.bytes))
+        }
     }
 
     func testTensorLimit() {
