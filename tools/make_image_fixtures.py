@@ -79,6 +79,25 @@ def write_png16(path, arr, color_type):
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
+def write_png_adam7(path, arr):
+    """8-bit RGB PNG with Adam7 interlacing, written by hand (Pillow cannot write it)."""
+    h, w = arr.shape[:2]
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    raw = b""
+    for x0, y0, dx, dy in passes:
+        sub = arr[y0::dy, x0::dx]
+        if sub.shape[0] == 0 or sub.shape[1] == 0:
+            continue  # empty passes contribute no bytes at all
+        raw += b"".join(b"\x00" + sub[row].tobytes() for row in range(sub.shape[0]))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
 def make_images():
     """Returns {file name: kind}; kind says which checks apply."""
     files = {}
@@ -119,6 +138,9 @@ def make_images():
     base16 = np.asarray(scene(90, 70, 17)).astype(np.int64) * 257 + rng.integers(0, 257, (70, 90, 3))
     write_png16(os.path.join(OUT, "rgb16_90x70.png"), np.clip(base16, 0, 65535), 2)
     files["rgb16_90x70.png"] = "png"
+
+    write_png_adam7(os.path.join(OUT, "interlaced_45x29.png"), np.asarray(scene(45, 29, 19)))
+    files["interlaced_45x29.png"] = "png"
 
     # Unsupported on purpose: CMYK JPEG (error test only).
     scene(16, 16, 18).convert("CMYK").save(os.path.join(OUT, "cmyk_16x16.jpg"), quality=90)

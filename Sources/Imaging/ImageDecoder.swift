@@ -5,6 +5,10 @@ import Foundation
 /// content, never by file extension. Output matches what Pillow's `Image.open(...)` holds:
 /// greyscale becomes RGB by replication, 16-bit PNG samples keep their high byte, PNG gamma
 /// is not applied, EXIF orientation is ignored.
+///
+/// One deliberate difference: Pillow opens 16-bit greyscale PNG as mode "I;16" and its
+/// `.convert("RGB")` clips values above 255 (nearly everything turns white); we keep the high
+/// byte instead, as for 16-bit colour.
 public enum ImageDecoder {
     /// Guards against decompression bombs; Pillow refuses above about 179 M pixels too.
     public static let defaultMaxPixels = 178_956_970

@@ -14,7 +14,8 @@ final class ImageDecoderTests: XCTestCase {
     func testDecodedPixelsMatchPillow() throws {
         let fixtures = try ImageFixtures.tensors("decoded.safetensors")
         let imageNames = fixtures.names.filter { !$0.hasSuffix(".alpha") }
-        XCTAssertGreaterThanOrEqual(imageNames.count, 8)
+        XCTAssertGreaterThanOrEqual(imageNames.count, 9)
+        XCTAssertTrue(imageNames.contains("interlaced_45x29.png"), "Adam7 PNG is covered")
         for name in imageNames {
             let expected = try fixtures.bytes(name)
             let image = try ImageDecoder.decode(path: ImageFixtures.path(name))
