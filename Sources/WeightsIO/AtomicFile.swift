@@ -14,7 +14,8 @@ public final class AtomicFileWriter {
     public private(set) var bytesWritten: Int64 = 0
 
     private var descriptor: Int32
-    private var buffer: UnsafeMutableRawBufferPointer
+    private let buffer: UnsafeMutableRawBufferPointer
+    private let bufferStart: UnsafeMutableRawPointer
     private var buffered = 0
     private var finished = false
 
@@ -45,12 +46,14 @@ public final class AtomicFileWriter {
         }
         descriptor = opened
         temporaryPath = candidate
-        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.blockSize, alignment: 64)
+        let block = UnsafeMutableRawPointer.allocate(byteCount: Self.blockSize, alignment: 64)
+        bufferStart = block
+        buffer = UnsafeMutableRawBufferPointer(start: block, count: Self.blockSize)
     }
 
     deinit {
         if !finished { abort() }
-        buffer.deallocate()
+        bufferStart.deallocate()
     }
 
     /// Appends bytes. Small pieces are buffered; large ones go straight to the file.
@@ -58,14 +61,14 @@ public final class AtomicFileWriter {
         guard !finished else { throw WeightsError(.io, file: destination, "write after commit or abort") }
         guard bytes.count > 0, let source = bytes.baseAddress else { return }
         if buffered + bytes.count <= buffer.count {
-            (buffer.baseAddress! + buffered).copyMemory(from: source, byteCount: bytes.count)
+            (bufferStart + buffered).copyMemory(from: source, byteCount: bytes.count)
             buffered += bytes.count
         } else {
             try flush()
             if bytes.count >= buffer.count {
                 try writeFully(bytes)
             } else {
-                buffer.baseAddress!.copyMemory(from: source, byteCount: bytes.count)
+                bufferStart.copyMemory(from: source, byteCount: bytes.count)
                 buffered = bytes.count
             }
         }

@@ -130,7 +130,7 @@ final class DTypeConversionTests: XCTestCase {
         XCTAssertEqual(try convert([UInt64.max, 9_007_199_254_740_993], .u64), [18446744073709551616, 9007199254740992])
         XCTAssertEqual(try convert([Int64.min], .i64), [-9223372036854775808])
         XCTAssertEqual(try convert([1.0 / 3.0, 1e300], .f64), [Float(1.0 / 3.0), .infinity])
-        assertWeightsError(.corrupt, "need 8") { try convert([UInt8(1), 2], .f32) }
-        assertWeightsError(.unsupported, "complex64") { try convert([UInt64(0)], .c64) }
+        assertSafetensorsError(.corrupt, "need 8") { try convert([UInt8(1), 2], .f32) }
+        assertSafetensorsError(.unsupported, "complex64") { try convert([UInt64(0)], .c64) }
     }
 }

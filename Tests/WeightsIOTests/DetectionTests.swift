@@ -15,8 +15,8 @@ final class DetectionTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try FileManager.default.copyItem(atPath: safetensors, toPath: folder + "/weights.pt")
         XCTAssertEqual(try FormatDetection.detect(path: folder + "/weights.pt"), .safetensors(headerLength: header.headerLength))
-        assertWeightsError(.io, "cannot open") { try FormatDetection.detect(path: folder + "/none") }
-        assertWeightsError(.io, "not a regular file") { try FormatDetection.detect(path: folder) }
+        assertSafetensorsError(.io, "cannot open") { try FormatDetection.detect(path: folder + "/none") }
+        assertSafetensorsError(.io, "not a regular file") { try FormatDetection.detect(path: folder) }
     }
 
     func testSyntheticSignatures() {

@@ -121,13 +121,13 @@ final class SafetensorsReaderTests: XCTestCase {
 
     private func rejects(_ kind: WeightsError.Kind, _ fragment: String, header: String, data: [UInt8] = [UInt8](repeating: 0, count: 8),
                          declaredLength: UInt64? = nil, line: UInt = #line) {
-        assertWeightsError(kind, fragment, line: line) {
+        assertSafetensorsError(kind, fragment, line: line) {
             try SafetensorsFixtures.read(SafetensorsFixtures.file(header: header, data: data, declaredLength: declaredLength))
         }
     }
 
     func testRejectsBadLengthPrefix() {
-        assertWeightsError(.format, "shorter than the 8-byte") { try SafetensorsFixtures.read([1, 0, 0, 0, 0]) }
+        assertSafetensorsError(.format, "shorter than the 8-byte") { try SafetensorsFixtures.read([1, 0, 0, 0, 0]) }
         rejects(.limit, "exceeds the limit", header: "{}", declaredLength: 100_000_001)
         rejects(.limit, "exceeds the limit", header: "{}", declaredLength: UInt64.max)
         rejects(.corrupt, "past the end", header: "{}", data: [], declaredLength: 3)
@@ -140,7 +140,7 @@ final class SafetensorsReaderTests: XCTestCase {
         rejects(.format, "invalid header JSON", header: "{" + entry().replacingOccurrences(of: ":", with: "=") + "}")
         var invalidUTF8 = SafetensorsFixtures.file(header: "{\"ab\":{}}")
         invalidUTF8[10] = 0xFF
-        assertWeightsError(.format, "not valid UTF-8") { try SafetensorsFixtures.read(invalidUTF8) }
+        assertSafetensorsError(.format, "not valid UTF-8") { try SafetensorsFixtures.read(invalidUTF8) }
         rejects(.format, "lone low surrogate", header: "{\"\\udc00\":{}}")
         rejects(.format, "expected a value", header: "{\"t\":NaN}")
         rejects(.format, "unexpected content after", header: "{} {}")

@@ -46,7 +46,7 @@ final class SafetensorsShardedTests: XCTestCase {
         for bad in ["../model-00001-of-00002.safetensors", "/etc/passwd", "a/../../x.safetensors", "sub//x"] {
             let json = try editedIndex { $0 = $0.replacingOccurrences(of: "\"model-00001-of-00002.safetensors\"", with: "\"\(bad)\"") }
             try withIndex(json) { path in
-                assertWeightsError(.unsafe, bad) { try ShardedSafetensors.read(indexPath: path) }
+                assertSafetensorsError(.unsafe, bad) { try ShardedSafetensors.read(indexPath: path) }
             }
         }
     }
@@ -56,7 +56,7 @@ final class SafetensorsShardedTests: XCTestCase {
             $0 = $0.replacingOccurrences(of: "\"weight_map\": {", with: "\"weight_map\": {\n    \"ghost.weight\": \"model-00002-of-00002.safetensors\",")
         }
         try withIndex(json) { path in
-            assertWeightsError(.corrupt, "tensor 'ghost.weight'") { try ShardedSafetensors.read(indexPath: path) }
+            assertSafetensorsError(.corrupt, "tensor 'ghost.weight'") { try ShardedSafetensors.read(indexPath: path) }
         }
     }
 
@@ -67,24 +67,24 @@ final class SafetensorsShardedTests: XCTestCase {
                                          with: "\"embeddings.position_embedding.weight\": \"model-00002-of-00002.safetensors\"")
         }
         try withIndex(json) { path in
-            assertWeightsError(.corrupt, "the index assigns it to model-00002") { try ShardedSafetensors.read(indexPath: path) }
+            assertSafetensorsError(.corrupt, "the index assigns it to model-00002") { try ShardedSafetensors.read(indexPath: path) }
         }
         let dropped = try editedIndex {
             $0 = $0.replacingOccurrences(of: "\"embeddings.position_embedding.weight\": \"model-00001-of-00002.safetensors\",", with: "")
         }
         try withIndex(dropped) { path in
-            assertWeightsError(.corrupt, "the index does not list it") { try ShardedSafetensors.read(indexPath: path) }
+            assertSafetensorsError(.corrupt, "the index does not list it") { try ShardedSafetensors.read(indexPath: path) }
         }
     }
 
     func testRejectsMalformedIndexes() throws {
-        try withIndex("{\"metadata\":{}}") { path in assertWeightsError(.format, "missing \"weight_map\"") { try ShardedSafetensors.read(indexPath: path) } }
-        try withIndex("{\"weight_map\":{\"a\":1}}") { path in assertWeightsError(.format, "must be a string") { try ShardedSafetensors.read(indexPath: path) } }
+        try withIndex("{\"metadata\":{}}") { path in assertSafetensorsError(.format, "missing \"weight_map\"") { try ShardedSafetensors.read(indexPath: path) } }
+        try withIndex("{\"weight_map\":{\"a\":1}}") { path in assertSafetensorsError(.format, "must be a string") { try ShardedSafetensors.read(indexPath: path) } }
         try withIndex("{\"weight_map\":{},\"weight_map\":{}}") { path in
-            assertWeightsError(.format, "duplicate key") { try ShardedSafetensors.read(indexPath: path) }
+            assertSafetensorsError(.format, "duplicate key") { try ShardedSafetensors.read(indexPath: path) }
         }
         try withIndex("{\"weight_map\":{\"a\":\"missing.safetensors\"}}") { path in
-            assertWeightsError(.io, "cannot open") { try ShardedSafetensors.read(indexPath: path) }
+            assertSafetensorsError(.io, "cannot open") { try ShardedSafetensors.read(indexPath: path) }
         }
     }
 }

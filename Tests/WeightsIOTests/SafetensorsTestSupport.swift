@@ -47,7 +47,7 @@ enum SafetensorsFixtures {
 }
 
 /// Asserts that `body` throws a `WeightsError` of `kind` whose description contains `fragment`.
-func assertWeightsError<T>(_ kind: WeightsError.Kind, _ fragment: String, file: StaticString = #filePath, line: UInt = #line,
+func assertSafetensorsError<T>(_ kind: WeightsError.Kind, _ fragment: String, file: StaticString = #filePath, line: UInt = #line,
                            _ body: () throws -> T) {
     do {
         _ = try body()

@@ -126,16 +126,16 @@ final class SafetensorsWriterTests: XCTestCase {
     func testRejectsInvalidRequestsBeforeWriting() throws {
         let output = folder + "/bad.safetensors"
         let ints = TensorRecord(name: "i", dtype: .i32, shape: [1], storage: ByteSlice(owner: ByteOwner(copying: [0, 0, 0, 0]), range: 0..<4))
-        assertWeightsError(.unsupported, "cannot cast I32 to F16") { try SafetensorsWriter.Tensor(record: ints, castTo: .f16) }
-        assertWeightsError(.unsupported, "cannot cast I32 to F16") {
+        assertSafetensorsError(.unsupported, "cannot cast I32 to F16") { try SafetensorsWriter.Tensor(record: ints, castTo: .f16) }
+        assertSafetensorsError(.unsupported, "cannot cast I32 to F16") {
             try SafetensorsWriter.write([.init(name: "i", dtype: .f16, shape: [1], source: .record(ints))], to: output)
         }
         let outside = TensorRecord(name: "v", dtype: .i32, shape: [2], strides: [1], storage: ints.storage)
-        assertWeightsError(.corrupt, "reaches elements 0...1 of a storage holding 1") { try SafetensorsWriter.write([try .init(record: outside)], to: output) }
+        assertSafetensorsError(.corrupt, "reaches elements 0...1 of a storage holding 1") { try SafetensorsWriter.write([try .init(record: outside)], to: output) }
         let a = SafetensorsWriter.Tensor(name: "a", shape: [1], floats: [1])
-        assertWeightsError(.format, "the name occurs twice") { try SafetensorsWriter.write([a, a], to: output) }
-        assertWeightsError(.format, "4 bytes given") { try SafetensorsWriter.write([.init(name: "a", shape: [2], floats: [1])], to: output) }
-        assertWeightsError(.format, "reserved") { try SafetensorsWriter.write([.init(name: "__metadata__", shape: [1], floats: [1])], to: output) }
+        assertSafetensorsError(.format, "the name occurs twice") { try SafetensorsWriter.write([a, a], to: output) }
+        assertSafetensorsError(.format, "4 bytes given") { try SafetensorsWriter.write([.init(name: "a", shape: [2], floats: [1])], to: output) }
+        assertSafetensorsError(.format, "reserved") { try SafetensorsWriter.write([.init(name: "__metadata__", shape: [1], floats: [1])], to: output) }
         XCTAssertFalse(FileManager.default.fileExists(atPath: output))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), [])
     }
