@@ -622,6 +622,47 @@ float64 computation), `betas.float32`, `alphas_cumprod.float32` (diffusers' floa
 """
 
 
+# ---------------------------------------------------------------- names against the real-model manifests
+
+MANIFESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "manifests")
+REAL_UNET = {"layers_per_block": 2, "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3}
+REAL_VAE = {"up_block_types": ["UpDecoderBlock2D"] * 4}
+
+
+def manifest_rows(name):
+    with open(os.path.join(MANIFESTS, name + ".json")) as f:
+        return json.load(f)["rows"]
+
+
+def check_names_against_manifests():
+    """The same name functions reproduce every row of the full-size SD1/SD2 manifests (verified against diffusers
+    on the real 4-block models), so they are not tuned to the 3-block fixtures."""
+    count = 0
+    for name in ("sd1_unet_ldm_to_diffusers", "sd2_unet_ldm_to_diffusers"):
+        for ldm_key, diffusers_key, _, _ in manifest_rows(name):
+            assert ldm_names.unet_key_to_ldm(diffusers_key, REAL_UNET) == ldm_key, (name, diffusers_key)
+            count += 1
+    for ldm_key, diffusers_key, ldm_shape, diffusers_shape in manifest_rows("sd_vae_ldm_to_diffusers"):
+        assert ldm_names.vae_key_to_ldm(diffusers_key, REAL_VAE) == ldm_key, diffusers_key
+        shape = ldm_names.vae_tensor_to_ldm(diffusers_key, torch.empty(diffusers_shape)).shape
+        assert list(shape) == ldm_shape, (diffusers_key, shape, ldm_shape)
+        count += 1
+    for ldm_key, hf_key, transform, _, _ in manifest_rows("sd1_text_ldm_to_hf"):
+        if transform == "copy":
+            assert list(ldm_names.sd1_text_to_ldm({hf_key: None})) == [ldm_key], hf_key
+            count += 1
+    rows = manifest_rows("sd2_text_ldm_to_hf")
+    source = {}
+    for key, _, _, shape, _ in rows:
+        source[key[len(ldm_names.SD2_TEXT_PREFIX):]] = torch.empty(shape)
+    assert set(ldm_names.sd2_text_to_ldm(source)) == {r[0] for r in rows}
+    layers = 1 + max(int(k.split(".")[2]) for k in source if k.startswith("transformer.resblocks."))
+    hf = ldm_names.openclip_text_to_hf(source, keep_layers=layers - 1)
+    expected = {hf_key: hf_shape for _, hf_key, transform, _, hf_shape in rows if transform != "drop"}
+    assert {k: list(v.shape) for k, v in hf.items()} == expected
+    return count + len(expected)
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -631,6 +672,10 @@ def main():
         if os.path.isfile(p):
             os.remove(p)
     notes = []
+    checked = check_names_against_manifests()
+    notes.append(f"tools/ldm_names.py reproduces all {checked} name (and shape) rows of the full-size manifests in "
+                 "fixtures/manifests (SD1/SD2 UNet, VAE, SD1 text, SD2 open_clip text → HF), so the rules are "
+                 "not specific to the 3-block fixtures.")
 
     unet1 = make_unet(UNET_SD1, 100)
     unet2 = make_unet(UNET_SD2, 200)
@@ -735,7 +780,8 @@ def main():
                    "(3 open_clip blocks: run all but the last)"})
     outs += [summarise_output("text_sd1", h1), summarise_output("text_sd2", h2)]
     write_schedule_reference()
-    for pname, folder, pad, layer in [("pipeline_sd1", sd1_dir, EOT, "last"), ("pipeline_sd2", sd2_dir, 0, "penultimate")]:
+    pipelines = [("pipeline_sd1", sd1_dir, EOT, "last"), ("pipeline_sd2", sd2_dir, 0, "penultimate")]
+    for pname, folder, pad, layer in pipelines:
         final, image = write_pipeline_reference(pname, folder, pad, layer)
         outs.append(summarise_output(pname + " latents", final))
         outs.append(summarise_output(pname + " image", image))
