@@ -37,6 +37,8 @@ public enum MappedFile {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (slice.range.lowerBound / page) * page
         let length = slice.range.upperBound - start
-        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), length, MADV_SEQUENTIAL | MADV_WILLNEED)
+        // Two separate advice values, not flags: read ahead aggressively, and fetch the range now.
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), length, MADV_SEQUENTIAL)
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), length, MADV_WILLNEED)
     }
 }

@@ -29,8 +29,11 @@ final class DetectionTests: XCTestCase {
 
         XCTAssertEqual(FormatDetection.detect(bytes: SafetensorsFixtures.file(header: " \n{}")), .safetensors(headerLength: 4))
         XCTAssertEqual(FormatDetection.detect(bytes: SafetensorsFixtures.file(header: "[]")), .unknown)
-        XCTAssertEqual(FormatDetection.detect(bytes: SafetensorsFixtures.file(header: "{}", declaredLength: 50)), .unknown, "claims more than the file")
-        XCTAssertEqual(FormatDetection.detect(bytes: SafetensorsFixtures.file(header: "{}", declaredLength: 100_000_001)), .unknown)
+        // Bad lengths are still recognised as safetensors, so the reader can say which rule they break.
+        XCTAssertEqual(FormatDetection.detect(bytes: SafetensorsFixtures.file(header: "{}", declaredLength: 50)), .safetensors(headerLength: 50))
+        XCTAssertEqual(FormatDetection.detect(bytes: SafetensorsFixtures.file(header: "{}", declaredLength: 100_000_001)),
+                       .safetensors(headerLength: 100_000_001))
+        XCTAssertEqual(FormatDetection.detect(bytes: SafetensorsFixtures.file(header: "{}", declaredLength: UInt64.max)), .safetensors(headerLength: Int.max))
         XCTAssertEqual(FormatDetection.detect(bytes: [UInt8]("{\"a\": 1}".utf8)), .unknown)
         XCTAssertEqual(FormatDetection.detect(bytes: []), .unknown)
     }
