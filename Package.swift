@@ -42,7 +42,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "sdsclip-bench", dependencies: ["WeightsIO", "Tensors", "Models", "Checkpoints"],
+        .executableTarget(name: "sdsclip-bench", dependencies: ["WeightsIO", "Tensors", "Models", "Checkpoints", "Imaging"],
                           path: "Sources/sdsclip-bench"),
 
         .testTarget(name: "WeightsIOTests", dependencies: ["WeightsIO"]),
