@@ -5,10 +5,10 @@ import Foundation
 // reference in the same run and print the ratios. Build with `swift build -c release`.
 
 /// A benchmark case: a name, a one-line description, and a body taking the remaining arguments.
-struct BenchCase {
+struct BenchCase: Sendable {
     let name: String
     let summary: String
-    let run: ([String]) throws -> Void
+    let run: @Sendable ([String]) throws -> Void
 }
 
 /// Every case, gathered from the per-area files.
