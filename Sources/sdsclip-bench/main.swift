@@ -22,7 +22,7 @@ func usage() -> String {
 func report(_ fields: [String: Any]) {
     if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
         print(String(decoding: data, as: UTF8.self))
-        fflush(stdout)
+        fflush(nil)  // flushes every stream; avoids touching the global `stdout` under strict concurrency
     }
 }
 
