@@ -57,9 +57,6 @@ enum PickleGlobalPolicy {
         if parts.count > 1, parts.dropFirst().contains(where: { $0.hasPrefix("__") || $0.isEmpty }) {
             return "global '\(symbol)' walks private attributes"
         }
-        if module.isEmpty || symbol.name.isEmpty {
-            return "global '\(symbol)' has an empty module or name"
-        }
         return nil
     }
 }

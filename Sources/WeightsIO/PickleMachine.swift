@@ -468,6 +468,9 @@ private struct PickleRun {
     }
 
     mutating func pushSymbol(_ symbol: PickleSymbol) throws {
+        guard !symbol.module.isEmpty, !symbol.name.isEmpty else {
+            throw failure(.corrupt, "global '\(symbol)' has an empty module or name")
+        }
         if let reason = PickleGlobalPolicy.refusal(for: symbol) {
             throw failure(.unsafe, reason)
         }
