@@ -52,7 +52,7 @@ private struct MaskReader {
 
 /// Scaled dot-product attention softmax(q·kᵀ·scale + mask)·v on q [B, H, Lq, D], k [B, H, Lk, D],
 /// v [B, H, Lk, Dv] → [B, H, Lq, Dv]. Queries are processed in chunks so the score matrix never exceeds
-/// `queryChunk × Lk` floats (default: about 4M floats), which keeps 4096+ token self-attention in memory.
+/// `queryChunk × Lk` floats (default: about 256K floats, 1 MB, which stays in cache), which keeps 4096+ token self-attention in memory.
 /// Backward recomputes the scores per chunk from the saved log-sum-exp instead of storing them.
 public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask = .none, scale: Float? = nil,
                       queryChunk: Int? = nil) throws -> Tensor {
@@ -64,7 +64,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
     let (keys, valueDepth) = (k.shape[2], v.shape[3])
     guard keys > 0 else { throw TensorError.invalidArgument(op: "attention", detail: "no keys (k \(k.shape))") }
     let alpha = scale ?? 1 / Float(depth).squareRoot()
-    let chunk = max(1, min(queries, queryChunk ?? max(1, (1 << 22) / keys)))
+    let chunk = max(1, min(queries, queryChunk ?? max(16, (1 << 18) / keys)))
     if let requested = queryChunk, requested < 1 {
         throw TensorError.invalidArgument(op: "attention", detail: "queryChunk \(requested) must be positive")
     }
@@ -87,20 +87,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
             maskReader.apply(to: scores, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
             let lseRow = plse + bh * queries + start
             parallelFor(rows, grain: max(1, 4096 / keys)) { range in
-                for r in range {
-                    let line = scores + r * keys
-                    var maximum = -Float.infinity
-                    for j in 0..<keys { maximum = max(maximum, line[j]) }
-                    var total: Float = 0
-                    for j in 0..<keys {
-                        let e = Foundation.exp(line[j] - maximum)
-                        line[j] = e
-                        total += e
-                    }
-                    let inverse = 1 / total
-                    for j in 0..<keys { line[j] *= inverse }
-                    lseRow[r] = maximum + Foundation.log(total)
-                }
+                for r in range { lseRow[r] = softmaxRow(from: scores + r * keys, to: scores + r * keys, keys) }
             }
             gemm(transA: false, transB: false, m: rows, n: valueDepth, k: keys, a: scores, lda: keys,
                  b: vh, ldb: valueDepth, c: po + (bh * queries + start) * valueDepth, ldc: valueDepth)
@@ -136,7 +123,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 parallelFor(rows, grain: max(1, 4096 / keys)) { range in
                     for r in range {
                         let line = probabilities + r * keys, shift = lseRow[r]
-                        for j in 0..<keys { line[j] = Foundation.exp(line[j] - shift) }
+                        for j in 0..<keys { line[j] = fastExp(line[j] - shift) }
                     }
                 }
                 if needs[2] {   // dV += Pᵀ·dO
@@ -150,9 +137,8 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                     parallelFor(rows, grain: max(1, 4096 / keys)) { range in
                         for r in range {
                             let p = probabilities + r * keys, d = gradScores + r * keys
-                            var dot: Float = 0
-                            for j in 0..<keys { dot += p[j] * d[j] }
-                            for j in 0..<keys { d[j] = p[j] * (d[j] - dot) }
+                            let rowDot = dot(p, d, keys)
+                            for j in 0..<keys { d[j] = p[j] * (d[j] - rowDot) }
                         }
                     }
                     if needs[0] {   // dQ = scale·dS·k

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Numpy/torch broadcasting: shapes align on the right; a dimension of 1 (or a missing one) repeats.
 enum Broadcast {
     static func shape(_ a: [Int], _ b: [Int], op: String) throws -> [Int] {
@@ -89,34 +91,49 @@ extension Tensor {
     }
 
     /// Sums over every axis where `kept` is 1 and `shape` is not; `kept` has this tensor's rank.
-    /// Accumulates in Double so long reductions (bias gradients over a whole batch) stay exact to fp32.
+    /// Rows are split among workers, each with its own Double accumulator (merged once), so long
+    /// reductions (bias gradients over a whole batch) are parallel and exact to fp32.
     func reduceSum(keeping kept: [Int]) -> Tensor {
         let targetStrides = Broadcast.strides(of: kept, readAs: shape)
         let outCount = Tensor.elementCount(kept)
-        var accumulator = [Double](repeating: 0, count: outCount)
         let inner = shape.last ?? 1
         let rows = inner == 0 ? 0 : count / inner
         let innerStride = targetStrides.last ?? 0
         let source = storage.pointer
+        let merged = SumAccumulator(count: outCount)
+        // Private accumulators cost outCount each: only worth it when the output is small.
+        let grain = outCount <= 1 << 16 ? max(1, 16384 / max(inner, 1)) : Int.max
         shape.withUnsafeBufferPointer { shapeBuffer in
             targetStrides.withUnsafeBufferPointer { strideBuffer in
-                accumulator.withUnsafeMutableBufferPointer { acc in
-                    for row in 0..<rows {
-                        let base = Broadcast.rowOffset(row, shape: shapeBuffer, strides: strideBuffer)
-                        let input = source + row * inner
-                        if innerStride == 0 {
-                            var sum = 0.0
-                            for j in 0..<inner { sum += Double(input[j]) }
-                            acc[base] += sum
-                        } else {
-                            for j in 0..<inner { acc[base + j] += Double(input[j]) }
+                parallelFor(rows, grain: grain) { range in
+                    var local = [Double](repeating: 0, count: outCount)
+                    local.withUnsafeMutableBufferPointer { acc in
+                        for row in range {
+                            let base = Broadcast.rowOffset(row, shape: shapeBuffer, strides: strideBuffer)
+                            let input = source + row * inner
+                            if innerStride == 0 {
+                                acc[base] += blockedSum(input, inner)
+                            } else {
+                                for j in 0..<inner { acc[base + j] += Double(input[j]) }
+                            }
                         }
                     }
+                    merged.add(local)
                 }
             }
         }
-        var result = Tensor(uninitializedShape: kept)
-        for i in 0..<outCount { result.storage.pointer[i] = Float(accumulator[i]) }
-        return result
+        return Tensor(doubles: merged.values).reshapedUnchecked(kept)
+    }
+}
+
+/// Adds per-worker partial sums under a lock.
+final class SumAccumulator: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var values: [Double]
+    init(count: Int) { values = [Double](repeating: 0, count: count) }
+    func add(_ partial: [Double]) {
+        lock.lock()
+        defer { lock.unlock() }
+        for i in values.indices { values[i] += partial[i] }
     }
 }

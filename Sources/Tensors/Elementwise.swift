@@ -138,7 +138,6 @@ extension Tensor {
 
 // MARK: - Unary functions
 
-@inline(__always) private func sigmoidValue(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
 private let inverseSqrt2: Float = 0.707_106_781_186_547_5
 private let inverseSqrt2Pi: Float = 0.398_942_280_401_432_7
 
@@ -151,7 +150,12 @@ public func pow(_ x: Tensor, _ p: Float) -> Tensor {
     x.unary("pow", { Foundation.pow($0, p) }, derivative: { x, _ in p * Foundation.pow(x, p - 1) })
 }
 
-public func sigmoid(_ x: Tensor) -> Tensor { x.unary("sigmoid", sigmoidValue, derivative: { _, y in y * (1 - y) }) }
+public func sigmoid(_ x: Tensor) -> Tensor {
+    x.unaryVectorized("sigmoid", sigmoid8, gradient: { x, g in
+        let s = sigmoid8(x)
+        return g * s * (1 - s)
+    })
+}
 
 /// max(x, minimum); the gradient passes only where x > minimum (torch.clamp_min).
 public func clampMin(_ x: Tensor, _ minimum: Float) -> Tensor {
@@ -167,17 +171,17 @@ public func gelu(_ x: Tensor) -> Tensor {
 
 /// QuickGELU (OpenAI CLIP): x·σ(1.702x).
 public func quickGELU(_ x: Tensor) -> Tensor {
-    x.unary("quickGELU", { $0 * sigmoidValue(1.702 * $0) }, derivative: { x, _ in
-        let s = sigmoidValue(1.702 * x)
-        return s + 1.702 * x * s * (1 - s)
+    x.unaryVectorized("quickGELU", { $0 * sigmoid8(1.702 * $0) }, gradient: { x, g in
+        let s = sigmoid8(1.702 * x)
+        return g * (s + 1.702 * x * s * (1 - s))
     })
 }
 
 /// SiLU / swish: x·σ(x).
 public func silu(_ x: Tensor) -> Tensor {
-    x.unary("silu", { $0 * sigmoidValue($0) }, derivative: { x, _ in
-        let s = sigmoidValue(x)
-        return s * (1 + x * (1 - s))
+    x.unaryVectorized("silu", { $0 * sigmoid8($0) }, gradient: { x, g in
+        let s = sigmoid8(x)
+        return g * s * (1 + x * (1 - s))
     })
 }
 

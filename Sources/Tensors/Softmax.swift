@@ -22,11 +22,15 @@ extension Tensor {
         parallelFor(lines.count, grain: max(1, 2048 / max(lines.length, 1))) { range in
             for line in range {
                 let b = lines.base(line), s = lines.inner
+                if s == 1 {
+                    _ = softmaxRow(from: px + b, to: py + b, lines.length)
+                    continue
+                }
                 var maximum = -Float.infinity
                 for j in 0..<lines.length { maximum = max(maximum, px[b + j * s]) }
                 var total: Float = 0
                 for j in 0..<lines.length {
-                    let e = Foundation.exp(px[b + j * s] - maximum)
+                    let e = fastExp(px[b + j * s] - maximum)
                     py[b + j * s] = e
                     total += e
                 }
@@ -65,7 +69,7 @@ extension Tensor {
                 var maximum = -Float.infinity
                 for j in 0..<lines.length { maximum = max(maximum, px[b + j * s]) }
                 var total: Float = 0
-                for j in 0..<lines.length { total += Foundation.exp(px[b + j * s] - maximum) }
+                for j in 0..<lines.length { total += fastExp(px[b + j * s] - maximum) }
                 let shift = maximum + Foundation.log(total)
                 for j in 0..<lines.length { py[b + j * s] = px[b + j * s] - shift }
             }
@@ -81,7 +85,7 @@ extension Tensor {
                     let b = lines.base(line), s = lines.inner
                     var total: Float = 0
                     for j in 0..<lines.length { total += pg[b + j * s] }
-                    for j in 0..<lines.length { pd[b + j * s] = pg[b + j * s] - Foundation.exp(y[b + j * s]) * total }
+                    for j in 0..<lines.length { pd[b + j * s] = pg[b + j * s] - fastExp(y[b + j * s]) * total }
                 }
             }
             dx.node = nil
