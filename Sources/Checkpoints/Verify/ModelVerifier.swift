@@ -15,7 +15,11 @@ public enum ModelVerifier {
     public typealias Runner = (_ model: String, _ bundle: ReferenceBundle, _ configuration: String?) throws -> (outputs: [String: Tensor], notes: [String])
 
     /// Component name → how to load its model and run the bundle. Other model families register here.
-    nonisolated(unsafe) public static var runners: [String: Runner] = ["clip": runCLIP]
+    nonisolated(unsafe) public static var runners: [String: Runner] = [
+        "clip": runCLIP,
+        "unet": StableDiffusionRunners.unet, "vae-encoder": StableDiffusionRunners.vaeEncoder,
+        "vae-decoder": StableDiffusionRunners.vaeDecoder, "text-encoder": StableDiffusionRunners.textEncoder,
+    ]
 
     public static func verify(model: String, bundlePath: String, configuration: String? = nil,
                               tolerance: Tolerance = Tolerance()) throws -> Report {

@@ -1,0 +1,39 @@
+import Foundation
+import Models
+import Tensors
+
+/// `ModelVerifier` runners for the SD components of reference bundles (fixtures/sd/README.md):
+/// `unet`, `vae-encoder`, `vae-decoder` and `text-encoder`, whatever the checkpoint's storage.
+public enum StableDiffusionRunners {
+    /// Whether `verify` takes the UNet from a single file's `model_ema.*` copy. A bundle can ask for it
+    /// with `__metadata__["extract_ema"] = "true"`; the CLI sets it with `--ema`.
+    @TaskLocal public static var extractEMA = false
+
+    public static func unet(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let ema = extractEMA || bundle.metadata["extract_ema"] == "true"
+        let loaded = try StableDiffusionLoader.loadUNet(path, configuration: configuration, extractEMA: ema)
+        let sample = try bundle.floatInput("sample")
+        let timesteps = try bundle.integers(bundle.input("timestep")).map(Float.init)
+        let context = try bundle.floatInput("encoder_hidden_states")
+        let output = try loaded.model(sample, timesteps: timesteps, context: context)
+        return (["sample": output], loaded.notes + (ema ? ["UNet weights from the model_ema.* copy"] : []))
+    }
+
+    public static func vaeEncoder(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let loaded = try StableDiffusionLoader.loadVAE(path, configuration: configuration, parts: .encoder)
+        let mean = try loaded.model.latentMean(bundle.floatInput("sample"))
+        return (["latent_mean": mean], loaded.notes)
+    }
+
+    public static func vaeDecoder(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let loaded = try StableDiffusionLoader.loadVAE(path, configuration: configuration, parts: .decoder)
+        let image = try loaded.model.decode(bundle.floatInput("latent"))
+        return (["sample": image], loaded.notes)
+    }
+
+    public static func textEncoder(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let loaded = try StableDiffusionLoader.loadTextEncoder(path, configuration: configuration)
+        let states = try loaded.model.hiddenStates(bundle.idRows("input_ids"))
+        return (["last_hidden_state": states], loaded.notes)
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import XCTest
+@testable import Checkpoints
+import Layouts
+import Models
+import Tensors
+import WeightsIO
+
+/// SD parity against bundles that diffusers / transformers / open_clip produced from the tiny fixture
+/// models (tools/make_sd_fixtures.py), in every layout each model is stored in: diffusers pipeline
+/// folders, component folders, single-file LDM .ckpt/.safetensors (with and without EMA extraction).
+final class StableDiffusionCheckpointTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static func fixture(_ path: String) -> String { root.appendingPathComponent("fixtures/sd/\(path)").path }
+
+    /// The bar: relative error (max-abs / max|reference|) ≤ 1e-4.
+    let tolerance = Tolerance(absolute: 0, relative: 1e-4)
+
+    @discardableResult
+    func assertVerifies(_ model: String, _ bundle: String, config: String? = nil, outputs: [String],
+                        file: StaticString = #filePath, line: UInt = #line) throws -> ModelVerifier.Report {
+        let report = try ModelVerifier.verify(model: Self.fixture(model), bundlePath: Self.fixture(bundle),
+                                              configuration: config.map(Self.fixture), tolerance: tolerance)
+        XCTAssertEqual(report.comparisons.map(\.name), outputs, file: file, line: line)
+        for c in report.comparisons {
+            XCTAssertTrue(c.passed, "\(model) \(c.name): max-abs \(c.maxAbsoluteError), relative \(c.relativeError)", file: file, line: line)
+            XCTAssertLessThanOrEqual(c.relativeError, 1e-4, file: file, line: line)
+        }
+        return report
+    }
+
+    // MARK: UNet
+
+    func testSD1UNetInEveryLayout() throws {
+        try assertVerifies("sd1_diffusers", "unet_sd1.reference.safetensors", outputs: ["sample"])
+        try assertVerifies("sd1_diffusers/unet", "unet_sd1.reference.safetensors", outputs: ["sample"])
+        try assertVerifies("sd1_tiny.safetensors", "unet_sd1.reference.safetensors", config: "sd1_diffusers", outputs: ["sample"])
+        try assertVerifies("sd1_tiny.ckpt", "unet_sd1.reference.safetensors", config: "sd1_diffusers", outputs: ["sample"])
+    }
+
+    func testSD1EMAExtraction() throws {
+        let ema = try StableDiffusionRunners.$extractEMA.withValue(true) {
+            try assertVerifies("sd1_tiny.ckpt", "unet_sd1_ema.reference.safetensors", config: "sd1_diffusers", outputs: ["sample"])
+        }
+        XCTAssertTrue(ema.notes.contains { $0.contains("model_ema") })
+        // Without extraction the same file gives the non-EMA UNet, which must not match the EMA outputs.
+        let plain = try ModelVerifier.verify(model: Self.fixture("sd1_tiny.ckpt"), bundlePath: Self.fixture("unet_sd1_ema.reference.safetensors"),
+                                             configuration: Self.fixture("sd1_diffusers"), tolerance: tolerance)
+        XCTAssertFalse(plain.passed)
+        // The flat .safetensors has no model_ema.* copy: asking for it is a clear error.
+        XCTAssertThrowsError(try StableDiffusionLoader.loadUNet(Self.fixture("sd1_tiny.safetensors"), configuration: Self.fixture("sd1_diffusers"), extractEMA: true)) {
+            XCTAssertTrue("\($0)".contains("model_ema"), "\($0)")
+        }
+    }
+
+    func testSD2UNetInEveryLayout() throws {
+        try assertVerifies("sd2_diffusers", "unet_sd2.reference.safetensors", outputs: ["sample"])
+        try assertVerifies("sd2_tiny.safetensors", "unet_sd2.reference.safetensors", config: "sd2_diffusers", outputs: ["sample"])
+    }
+
+    // MARK: VAE
+
+    func testVAEEncoderAndDecoderInEveryLayout() throws {
+        for model in ["sd1_diffusers", "sd2_diffusers/vae", "sd1_tiny.safetensors", "sd1_tiny.ckpt", "sd2_tiny.safetensors"] {
+            let config = model.hasSuffix("safetensors") || model.hasSuffix("ckpt") ? "sd1_diffusers" : nil
+            try assertVerifies(model, "vae_encoder.reference.safetensors", config: config, outputs: ["latent_mean"])
+            try assertVerifies(model, "vae_decoder.reference.safetensors", config: config, outputs: ["sample"])
+        }
+    }
+
+    func testFP16VariantLoadsAndStaysClose() throws {
+        let loaded = try StableDiffusionLoader.loadVAE(Self.fixture("sd1_diffusers"), parts: .decoder, variant: "fp16")
+        let bundle = try ReferenceBundle(path: Self.fixture("vae_decoder.reference.safetensors"))
+        let output = try withNoGrad { try loaded.model.decode(bundle.floatInput("latent")) }
+        // Weights rounded to f16 (11-bit mantissa) move the output by far more than 1e-4 but well under 1e-2.
+        let comparison = Tolerance(absolute: 0, relative: 1e-2).compare(name: "sample", computed: output, expected: try bundle.expected("sample"))
+        XCTAssertTrue(comparison.passed, "fp16 variant: relative \(comparison.relativeError)")
+        XCTAssertGreaterThan(comparison.relativeError, 1e-7, "the fp16 file was not the one read")
+    }
+
+    // MARK: Text encoders
+
+    func testTextEncodersInEveryLayout() throws {
+        for model in ["sd1_diffusers", "sd1_diffusers/text_encoder", "sd1_tiny.safetensors", "sd1_tiny.ckpt"] {
+            let config = model.contains("tiny") ? "sd1_diffusers" : nil
+            try assertVerifies(model, "text_sd1.reference.safetensors", config: config, outputs: ["last_hidden_state"])
+        }
+        // SD2: the sharded 2-layer diffusers text encoder and the 3-block OpenCLIP tower of the single file.
+        for model in ["sd2_diffusers", "sd2_diffusers/text_encoder", "sd2_tiny.safetensors"] {
+            let config = model.contains("tiny") ? "sd2_diffusers" : nil
+            try assertVerifies(model, "text_sd2.reference.safetensors", config: config, outputs: ["last_hidden_state"])
+        }
+    }
+
+    // MARK: Detection and errors
+
+    func testDetectsLayoutVersionAndComponents() throws {
+        let sd1 = try StableDiffusionSource(path: Self.fixture("sd1_tiny.ckpt"))
+        XCTAssertEqual(sd1.storage, .ldmSingleFile(path: Self.fixture("sd1_tiny.ckpt")))
+        XCTAssertEqual(sd1.version, .sd1)
+        XCTAssertTrue(sd1.hasEMA)
+        XCTAssertEqual(sd1.components, [.unet, .vae, .textEncoder])
+        let sd2 = try StableDiffusionSource(path: Self.fixture("sd2_tiny.safetensors"))
+        XCTAssertEqual(sd2.version, .sd2)
+        XCTAssertFalse(sd2.hasEMA)
+        let folder = try StableDiffusionSource(path: Self.fixture("sd2_diffusers"))
+        XCTAssertEqual(folder.components, [.unet, .vae, .textEncoder])
+        XCTAssertEqual(try StableDiffusionSource(path: Self.fixture("sd1_diffusers/vae")).components, [.vae])
+        XCTAssertEqual(StableDiffusionSource.emaKey("model.diffusion_model.input_blocks.0.0.weight"), "model_ema.diffusion_modelinput_blocks00weight")
+    }
+
+    func testNonStandardSingleFileWithoutConfigAsksForOne() throws {
+        XCTAssertThrowsError(try StableDiffusionLoader.loadUNet(Self.fixture("sd1_tiny.safetensors"))) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("--config") && text.contains("conv_in.weight"), text)
+        }
+    }
+
+    func testWrongConfigurationIsATypedError() throws {
+        // The SD2 UNet config (linear projections, 32-wide context) does not fit the SD1 weights.
+        XCTAssertThrowsError(try StableDiffusionLoader.loadUNet(Self.fixture("sd1_tiny.safetensors"), configuration: Self.fixture("sd2_diffusers"))) { error in
+            guard let error = error as? CheckpointError else { return XCTFail("\(error)") }
+            XCTAssertTrue(error.message.contains("attn") || error.message.contains("proj_in"), error.message)
+        }
+        // A config.json that is not JSON names the file.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sd-bad-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("unet"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Data("{\"block_out_channels\": \"wide\"}".utf8).write(to: folder.appendingPathComponent("unet/config.json"))
+        XCTAssertThrowsError(try StableDiffusionLoader.loadUNet(Self.fixture("sd1_tiny.safetensors"), configuration: folder.path)) { error in
+            XCTAssertTrue("\(error)".contains("block_out_channels"), "\(error)")
+        }
+    }
+
+    func testMissingComponentAndUnknownKeys() throws {
+        XCTAssertThrowsError(try StableDiffusionLoader.loadUNet(Self.fixture("sd1_diffusers/vae"))) { error in
+            XCTAssertTrue("\(error)".contains("holds no unet"), "\(error)")
+        }
+        // An LDM file with a stray UNet tensor: the rules do not know it, and the loader says which.
+        let source = try WeightsReader.open(Self.fixture("sd1_tiny.safetensors"))
+        var tensors = try source.orderedRecords.filter { $0.name.hasPrefix("model.diffusion_model.") }.map { try SafetensorsWriter.Tensor(record: $0) }
+        tensors.append(SafetensorsWriter.Tensor(name: "model.diffusion_model.mystery_block.weight", shape: [2], floats: [1, 2]))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sd-unknown-\(UUID().uuidString).safetensors").path
+        try SafetensorsWriter.write(tensors, to: path)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        XCTAssertThrowsError(try StableDiffusionLoader.loadUNet(path, configuration: Self.fixture("sd1_diffusers"))) { error in
+            XCTAssertTrue("\(error)".contains("mystery_block"), "\(error)")
+        }
+    }
+}
