@@ -253,12 +253,8 @@ private struct PickleRun {
         var index = 0
         while index < items.count {
             let key = items[index], value = items[index + 1]
-            if value.isSameNode(as: dict) || key.isSameNode(as: dict) {
-                dict.set(key, .none)  // a dict inside itself: keep the slot, do not grow depth forever
-                dict.set(key, value)
-            } else {
-                dict.set(key, value)
-            }
+            // A dict inside itself is a cycle, not one more level of nesting.
+            dict.set(key, value, tracksDepth: !(value.isSameNode(as: dict) || key.isSameNode(as: dict)))
             index += 2
         }
         try checkNesting(dict.depth)

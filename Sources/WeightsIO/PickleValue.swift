@@ -126,8 +126,8 @@ public final class PickleDict: PickleNode {
     var depth = 1
     init() {}
 
-    func set(_ key: PickleValue, _ value: PickleValue) {
-        depth = max(depth, value.depth + 1, key.depth + 1)
+    func set(_ key: PickleValue, _ value: PickleValue, tracksDepth: Bool = true) {
+        if tracksDepth { depth = max(depth, value.depth + 1, key.depth + 1) }
         if case .string(let text) = key {
             if let existing = stringIndex[text] {
                 entries[existing].value = value

@@ -219,6 +219,24 @@ final class PickleMachineTests: XCTestCase {
             guard case .list(let list) = value, case .list(let inner) = list.items.first else { return XCTFail() }
             XCTAssertTrue(list === inner)
         }
+        // d = {}; d["a"] = d, 300 times: a cycle is not 300 levels of nesting.
+        var bytes: [UInt8] = [0x80, 0x02, 0x7D, 0x71, 0x00]
+        for _ in 0 ..< 300 { bytes += [0x58, 1, 0, 0, 0, 0x61, 0x68, 0x00, 0x73] }
+        bytes += [0x2E]
+        try evaluate(bytes) { value in
+            guard case .dict(let dict) = value else { return XCTFail() }
+            XCTAssertEqual(dict.entries.count, 1)
+        }
+        // A flattener walking a self-containing state dict stops at the nesting limit instead of recursing forever.
+        let selfDict: [UInt8] = [0x80, 0x02, 0x7D, 0x71, 0x00, 0x58, 1, 0, 0, 0, 0x61, 0x68, 0x00, 0x73, 0x2E]
+        assertWeightsError(.limit, ["nested more than 256"]) {
+            try selfDict.withUnsafeBytes { raw in
+                try PickleMachine(bytes: raw, file: "cycle.pkl", record: "data.pkl", limits: .init(), interpreter: nil).run(requireEnd: true) { root, _ in
+                    var flattener = TorchStateFlattener(file: "cycle.pkl", limits: .init())
+                    try flattener.flatten(root: root)
+                }
+            }
+        }
     }
 
     func testTorchScriptContainerHelpersAreIdentity() throws {
