@@ -35,7 +35,7 @@ struct TorchScriptDeclarations {
             guard let className = currentClass else { continue }
             let trimmed = line.drop { $0 == " " }
             if trimmed.hasPrefix("__parameters__ = [") || trimmed.hasPrefix("__buffers__ = [") {
-                stateNames[className, default: []].formUnion([])
+                if stateNames[className] == nil { stateNames[className] = [] }  // declared, possibly empty
                 collecting = true
             }
             guard collecting else { continue }
