@@ -252,3 +252,18 @@ public func upsampleNearest2x(_ x: Tensor) throws -> Tensor {
         return [dx]
     }
 }
+
+/// Tensors of equal shape joined along a new axis (torch.stack).
+public func stack(_ tensors: [Tensor], axis: Int = 0) throws -> Tensor {
+    guard let first = tensors.first else { throw TensorError.invalidArgument(op: "stack", detail: "no tensors given") }
+    let resolved = axis < 0 ? axis + first.rank + 1 : axis
+    guard resolved >= 0, resolved <= first.rank else {
+        throw TensorError.invalidArgument(op: "stack", detail: "axis \(axis) out of range for rank \(first.rank) + 1")
+    }
+    var expanded = first.shape
+    expanded.insert(1, at: resolved)
+    return try concat(tensors.map { t in
+        guard t.shape == first.shape else { throw TensorError.shapeMismatch(op: "stack", detail: "\(t.shape) vs \(first.shape)") }
+        return try t.reshape(expanded)
+    }, axis: resolved)
+}
