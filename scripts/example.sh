@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The main job on the shipped example data, from a fresh machine: installs the system packages,
+# builds the release CLI, then reads, converts and verifies the example models end to end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+swift build -c release --product sdsclip
+BIN=.build/release/sdsclip
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+step() { printf '\n== %s\n' "$*"; }
+
+step "inspect a Lightning-style SD checkpoint (read symbolically: no pickle code runs)"
+$BIN inspect fixtures/sd/sd1_tiny.ckpt | tail -n 4
+
+step "convert it to safetensors (atomic write), then inspect the result"
+$BIN convert fixtures/sd/sd1_tiny.ckpt "$OUT/sd1_tiny.safetensors"
+$BIN inspect "$OUT/sd1_tiny.safetensors" | tail -n 3
+
+step "verify CLIP in every layout against outputs of transformers / open_clip"
+for pair in "hf:hf" "hf/pytorch_model.bin:hf" "hf_gelu_fp16mix:hf_gelu_fp16mix" \
+            "openclip_quickgelu:openclip_quickgelu" "openclip_gelu/open_clip_pytorch_model.bin:openclip_gelu" \
+            "openai_jit/ViT-tiny.pt:openai_jit"; do
+  model=${pair%%:*}; bundle=${pair##*:}
+  printf '%-48s ' "$model"
+  $BIN verify "fixtures/clip/$model" "fixtures/clip/$bundle.reference.safetensors" | tail -n 1
+done
+
+step "tokenize as open_clip does"
+$BIN tokenize "a photo of an astronaut riding a horse on mars" --context-length 16
+
+step "embed two images and two captions with the tiny CLIP"
+$BIN embed fixtures/clip/openclip_quickgelu --image fixtures/images/rgb_224x224.png fixtures/images/rgb_333x250.png
+$BIN embed fixtures/clip/openclip_quickgelu --text "a red cube on a blue sphere" "a blue cube on a red sphere"
