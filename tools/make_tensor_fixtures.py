@@ -72,6 +72,9 @@ def op_cases():
     c.add("quick_gelu", lambda x: x * torch.sigmoid(1.702 * x), {"x": randn(4, 6, scale=2.0)})
     c.add("silu", lambda x: F.silu(x), {"x": randn(4, 6, scale=2.0)})
     c.add("sigmoid", lambda x: torch.sigmoid(x), {"x": randn(4, 6, scale=2.0)})
+    c.add("sin", lambda x: torch.sin(x), {"x": randn(3, 5, scale=3.0)})
+    c.add("cos", lambda x: torch.cos(x), {"x": randn(3, 5, scale=3.0)})
+    c.add("tanh", lambda x: torch.tanh(x), {"x": randn(3, 5, scale=2.0)})
     c.add("geglu", lambda x: (lambda h, g: h * F.gelu(g))(*x.chunk(2, dim=-1)), {"x": randn(2, 3, 8)})
     # Matrix products.
     c.add("matmul_2d", lambda a, b: a @ b, {"a": randn(5, 7), "b": randn(7, 3)})
@@ -118,6 +121,9 @@ def op_cases():
     c.add("chunk", lambda x: (lambda p, q, r: p * q + r)(*x.chunk(3, dim=1)), {"x": randn(2, 6)})
     c.add("permute_reshape", lambda x: x.permute(2, 0, 1).reshape(4, 6), {"x": randn(2, 3, 4)})
     c.add("transpose", lambda x: x.transpose(1, 2), {"x": randn(2, 3, 4)})
+    c.add("index_select", lambda x, index: x.index_select(1, index), {"x": randn(4, 3, 2)},
+          consts={"index": torch.tensor([2, 0, 2], dtype=torch.int64)})
+    c.add("expand", lambda x: x.expand(2, 3, 4), {"x": randn(3, 1)})
     c.add("sum_keep", lambda x: x.sum(dim=1, keepdim=True), {"x": randn(2, 3, 4)})
     c.add("mean_02", lambda x: x.mean(dim=(0, 2)), {"x": randn(2, 3, 4)})
     c.add("sum_all", lambda x: x.sum(), {"x": randn(3, 4)})
@@ -210,4 +216,5 @@ def main():
 
 if __name__ == "__main__":
     torch.manual_seed(0)
+    torch.set_num_threads(1)   # fixed reduction order: byte-identical fixtures on every run
     main()

@@ -143,6 +143,9 @@ private let inverseSqrt2Pi: Float = 0.398_942_280_401_432_7
 
 public func exp(_ x: Tensor) -> Tensor { x.unary("exp", { Foundation.exp($0) }, derivative: { _, y in y }) }
 public func log(_ x: Tensor) -> Tensor { x.unary("log", { Foundation.log($0) }, derivative: { x, _ in 1 / x }) }
+public func sin(_ x: Tensor) -> Tensor { x.unary("sin", { Foundation.sin($0) }, derivative: { x, _ in Foundation.cos(x) }) }
+public func cos(_ x: Tensor) -> Tensor { x.unary("cos", { Foundation.cos($0) }, derivative: { x, _ in -Foundation.sin(x) }) }
+public func tanh(_ x: Tensor) -> Tensor { x.unary("tanh", { Foundation.tanh($0) }, derivative: { _, y in 1 - y * y }) }
 public func sqrt(_ x: Tensor) -> Tensor { x.unary("sqrt", { $0.squareRoot() }, derivative: { _, y in 0.5 / y }) }
 
 /// x^p elementwise (for x > 0 or integral p, as torch.pow).

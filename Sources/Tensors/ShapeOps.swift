@@ -113,6 +113,49 @@ extension Tensor {
         }
     }
 
+    /// This tensor repeated along broadcast axes to `target` (torch.expand, materialised).
+    public func broadcast(to target: [Int]) throws -> Tensor {
+        guard try Broadcast.shape(shape, target, op: "broadcast") == target else {
+            throw TensorError.shapeMismatch(op: "broadcast", detail: "\(shape) does not broadcast to \(target)")
+        }
+        let sourceShape = shape
+        return Tensor.record("broadcast", expanded(to: target), inputs: [self]) { g, _ in [g.summed(to: sourceShape)] }
+    }
+
+    /// Slices `indices` of `axis`, in that order, repeats allowed (torch.index_select).
+    /// CLIP's text pooling picks each sequence's end token this way from a [B·L, D] view.
+    public func indexSelect(axis: Int, indices: [Int]) throws -> Tensor {
+        let a = try normalizedAxis(axis, op: "indexSelect")
+        let length = shape[a]
+        for (position, index) in indices.enumerated() where index < 0 || index >= length {
+            throw TensorError.indexOutOfRange(op: "indexSelect", index: index, bound: length, position: position)
+        }
+        let outer = shape[..<a].reduce(1, *), inner = shape[(a + 1)...].reduce(1, *)
+        var outShape = shape
+        outShape[a] = indices.count
+        var output = Tensor(uninitializedShape: outShape)
+        let source = storage.pointer, target = output.storage.pointer
+        for o in 0..<outer {
+            for (slot, index) in indices.enumerated() {
+                (target + (o * indices.count + slot) * inner).update(from: source + (o * length + index) * inner, count: inner)
+            }
+        }
+        output.node = nil
+        let sourceShape = shape
+        return Tensor.record("indexSelect", output, inputs: [self]) { g, _ in
+            var dx = Tensor(zeros: sourceShape)
+            let pg = g.storage.pointer, pd = dx.storage.pointer
+            for o in 0..<outer {
+                for (slot, index) in indices.enumerated() {
+                    let from = pg + (o * indices.count + slot) * inner, to = pd + (o * length + index) * inner
+                    for j in 0..<inner { to[j] += from[j] }
+                }
+            }
+            dx.node = nil
+            return [dx]
+        }
+    }
+
     /// Pieces of the given sizes along `axis` (torch.split with a list).
     public func split(sizes: [Int], axis: Int) throws -> [Tensor] {
         let a = try normalizedAxis(axis, op: "split")

@@ -26,6 +26,9 @@ final class OpParityTests: XCTestCase {
         try checkCase(ops, "quick_gelu", inputs: ["x"]) { quickGELU($0["x"]!) }
         try checkCase(ops, "silu", inputs: ["x"]) { silu($0["x"]!) }
         try checkCase(ops, "sigmoid", inputs: ["x"]) { sigmoid($0["x"]!) }
+        try checkCase(ops, "sin", inputs: ["x"]) { sin($0["x"]!) }
+        try checkCase(ops, "cos", inputs: ["x"]) { cos($0["x"]!) }
+        try checkCase(ops, "tanh", inputs: ["x"]) { tanh($0["x"]!) }
         try checkCase(ops, "geglu", inputs: ["x"]) { try geglu($0["x"]!) }
     }
 
@@ -116,6 +119,10 @@ final class OpParityTests: XCTestCase {
         let x = try ops.tensor("argmax.input.x")
         let expected = try ops.integers("argmax.output")
         XCTAssertEqual(try x.argmax(axis: 1), expected.values, "first occurrence wins on ties")
+        let index = try ops.integers("index_select.input.index").values
+        try checkCase(ops, "index_select", inputs: ["x"]) { try $0["x"]!.indexSelect(axis: 1, indices: index) }
+        XCTAssertThrowsError(try Tensor(zeros: [2, 3]).indexSelect(axis: 1, indices: [3]))
+        try checkCase(ops, "expand", inputs: ["x"]) { try $0["x"]!.broadcast(to: [2, 3, 4]) }
         let ids = try ops.integers("embedding.input.ids")
         try checkCase(ops, "embedding", inputs: ["table"]) { try embedding(ids: ids.values, idsShape: ids.shape, table: $0["table"]!) }
     }
