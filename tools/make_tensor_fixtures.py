@@ -138,6 +138,7 @@ def op_cases():
     c.add("cross_entropy", lambda logits, targets: F.cross_entropy(logits, targets),
           {"logits": randn(4, 6, scale=2.0)}, consts={"targets": targets})
     c.add("mse", lambda a, b: F.mse_loss(a, b), {"a": randn(3, 4), "b": randn(3, 4)})
+    c.add("matmul_shared_rhs", lambda a, b: a @ b, {"a": randn(2, 3, 4, 5), "b": randn(5, 6)})
     return c.tensors
 
 

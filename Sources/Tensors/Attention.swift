@@ -100,7 +100,10 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
     let savedMask = mask, savedLogSumExp = logSumExp
     return Tensor.record("attention", output, inputs: [q, k, v]) { g, needs in
         let maskReader = try MaskReader(savedMask, shape: [batches, heads, queries, keys])
-        var dq = Tensor(zeros: savedQ.shape), dk = Tensor(zeros: savedK.shape), dv = Tensor(zeros: savedV.shape)
+        // Gradients only for inputs that need them (an empty placeholder otherwise; never written).
+        var dq = Tensor(zeros: needs[0] ? savedQ.shape : [0])
+        var dk = Tensor(zeros: needs[1] ? savedK.shape : [0])
+        var dv = Tensor(zeros: needs[2] ? savedV.shape : [0])
         let pq = savedQ.storage.pointer, pk = savedK.storage.pointer, pv = savedV.storage.pointer, pg = g.storage.pointer
         let pdq = dq.storage.pointer, pdk = dk.storage.pointer, pdv = dv.storage.pointer
         let plse = savedLogSumExp.storage.pointer

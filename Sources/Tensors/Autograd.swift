@@ -58,6 +58,7 @@ public final class Parameter: @unchecked Sendable {
 
     func accumulate(_ gradient: Tensor) {
         if var existing = grad {
+            grad = nil                      // sole owner now, so the add happens in place
             existing.addInPlace(gradient)
             grad = existing
         } else {

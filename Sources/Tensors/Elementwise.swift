@@ -7,7 +7,7 @@ extension Tensor {
     @inline(__always)
     static func broadcastKernel(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) throws -> Tensor {
         let outShape = try Broadcast.shape(a.shape, b.shape, op: op)
-        var result = Tensor(uninitializedShape: outShape)
+        let result = Tensor(uninitializedShape: outShape)
         let pa = a.storage.pointer, pb = b.storage.pointer, out = result.storage.pointer
         let n = result.count
         if a.shape == b.shape {
@@ -55,7 +55,7 @@ extension Tensor {
     /// out = f(x, y, g): the backward of a unary op from its input, output and upstream gradient.
     @inline(__always)
     static func zipKernel(_ x: Tensor, _ y: Tensor, _ g: Tensor, _ f: (Float, Float, Float) -> Float) -> Tensor {
-        var result = Tensor(uninitializedShape: x.shape)
+        let result = Tensor(uninitializedShape: x.shape)
         let px = x.storage.pointer, py = y.storage.pointer, pg = g.storage.pointer, out = result.storage.pointer
         parallelFor(x.count, grain: 1 << 13) { range in for i in range { out[i] = f(px[i], py[i], pg[i]) } }
         return result

@@ -7,8 +7,8 @@ func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
           beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     guard m > 0, n > 0 else { return }
     if k == 0 {
-        // BLAS leaves C·beta; make the empty sum explicit.
-        for row in 0..<m { for col in 0..<n { c[row * ldc + col] *= beta } }
+        // An empty sum: C = beta·C (and exactly 0 for beta 0, whatever C held before).
+        for row in 0..<m { for col in 0..<n { c[row * ldc + col] = beta == 0 ? 0 : c[row * ldc + col] * beta } }
         return
     }
     Threading.configureBLASIfNeeded()
@@ -31,7 +31,7 @@ extension Tensor {
         }
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         let batch = try Broadcast.shape(batchA, batchB, op: "matmul")
-        var result = Tensor(uninitializedShape: batch + [m, n])
+        let result = Tensor(uninitializedShape: batch + [m, n])
         let pa = a.storage.pointer, pb = b.storage.pointer, pc = result.storage.pointer
         let batchCount = Tensor.elementCount(batch)
         if batchB.isEmpty && !transA && batchCount > 0 {
@@ -64,8 +64,22 @@ public func matmul(_ a: Tensor, _ b: Tensor) throws -> Tensor {
     let output = try Tensor.batchedProduct(a, transA: false, b, transB: false)
     let (savedA, savedB) = (a.detached, b.detached)
     return Tensor.record("matmul", output, inputs: [a, b]) { g, needs in
-        [needs[0] ? try Tensor.batchedProduct(g, transA: false, savedB, transB: true).summed(to: savedA.shape) : nil,
-         needs[1] ? try Tensor.batchedProduct(savedA, transA: true, g, transB: false).summed(to: savedB.shape) : nil]
+        var gradB: Tensor? = nil
+        if needs[1] {
+            if savedB.rank == 2 && savedA.rank > 2 {
+                // Shared right operand: dB = A_flatᵀ·G_flat in one GEMM, no per-batch copies to sum.
+                let (k, n) = (savedB.shape[0], savedB.shape[1])
+                let rows = savedA.count / max(k, 1)
+                var db = Tensor(uninitializedShape: [k, n])
+                gemm(transA: true, transB: false, m: k, n: n, k: rows, a: savedA.storage.pointer, lda: k,
+                     b: g.storage.pointer, ldb: n, c: db.storage.pointer, ldc: n)
+                db.node = nil
+                gradB = db
+            } else {
+                gradB = try Tensor.batchedProduct(savedA, transA: true, g, transB: false).summed(to: savedB.shape)
+            }
+        }
+        return [needs[0] ? try Tensor.batchedProduct(g, transA: false, savedB, transB: true).summed(to: savedA.shape) : nil, gradB]
     }
 }
 

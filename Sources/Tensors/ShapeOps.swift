@@ -55,7 +55,7 @@ extension Tensor {
         if order == Array(0..<rank) { return detached }
         let sourceStrides = Broadcast.contiguousStrides(shape)
         let readStrides = order.map { sourceStrides[$0] }
-        var result = Tensor(uninitializedShape: outShape)
+        let result = Tensor(uninitializedShape: outShape)
         let inner = outShape.last ?? 1
         let rows = inner == 0 ? 0 : result.count / inner
         let step = readStrides.last ?? 1

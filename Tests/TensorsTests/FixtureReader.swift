@@ -61,7 +61,7 @@ struct FixtureFile {
             throw ReadError.malformed("\(name): dtype \(entry.dtype) with \(entry.range.count) bytes for \(entry.shape)")
         }
         var values = [Float](repeating: 0, count: entry.range.count / 4)
-        values.withUnsafeMutableBytes { data.copyBytes(to: $0, from: entry.range) }
+        _ = values.withUnsafeMutableBytes { data.copyBytes(to: $0, from: entry.range) }
         return try Tensor(shape: entry.shape, data: values.map { Float(bitPattern: $0.bitPattern.littleEndian) })
     }
 
@@ -71,7 +71,7 @@ struct FixtureFile {
             throw ReadError.malformed("\(name): dtype \(entry.dtype) with \(entry.range.count) bytes for \(entry.shape)")
         }
         var values = [Int64](repeating: 0, count: entry.range.count / 8)
-        values.withUnsafeMutableBytes { data.copyBytes(to: $0, from: entry.range) }
+        _ = values.withUnsafeMutableBytes { data.copyBytes(to: $0, from: entry.range) }
         return (values.map { Int(Int64(littleEndian: $0)) }, entry.shape)
     }
 }

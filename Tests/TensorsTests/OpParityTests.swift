@@ -36,6 +36,7 @@ final class OpParityTests: XCTestCase {
         try checkCase(ops, "matmul_2d", inputs: ["a", "b"]) { try matmul($0["a"]!, $0["b"]!) }
         try checkCase(ops, "matmul_batched", inputs: ["a", "b"]) { try matmul($0["a"]!, $0["b"]!) }
         try checkCase(ops, "matmul_bcast", inputs: ["a", "b"]) { try matmul($0["a"]!, $0["b"]!) }
+        try checkCase(ops, "matmul_shared_rhs", inputs: ["a", "b"]) { try matmul($0["a"]!, $0["b"]!) }
         try checkCase(ops, "linear", inputs: ["x", "w", "b"]) { try linear($0["x"]!, weight: $0["w"]!, bias: $0["b"]!) }
         try checkCase(ops, "linear_nobias", inputs: ["x", "w"]) { try linear($0["x"]!, weight: $0["w"]!) }
     }
