@@ -55,7 +55,8 @@ public struct NoiseSchedule: Equatable, Sendable {
             alphasCumprod = betas.map { product *= 1 - $0; return product }
         case .float32:
             // torch.linspace in float32: start + i·step for the first half, end − (n−1−i)·step after.
-            let (a, b) = (Float(betaStart).squareRoot(), Float(betaEnd).squareRoot())
+            // diffusers takes the square roots in Python (float64) and hands them to linspace as float32.
+            let (a, b) = (Float(betaStart.squareRoot()), Float(betaEnd.squareRoot()))
             let step = (b - a) / Float(steps - 1)
             let halfway = steps / 2
             let roots: [Float] = (0..<steps).map { $0 < halfway ? a + step * Float($0) : b - step * Float(steps - 1 - $0) }
@@ -80,6 +81,14 @@ public struct NoiseSchedule: Equatable, Sendable {
         guard count > 0, count <= stepCount else { throw ModelError.invalidInput("\(count) inference steps for a \(stepCount)-step schedule") }
         let ratio = stepCount / count
         return (0..<count).reversed().map { $0 * ratio + offset }
+    }
+
+    /// PNDM with `skip_prk_steps` (SD1's default scheduler) runs the second step twice:
+    /// 981, 961, 961, 941, … (its first PLMS step needs two evaluations).
+    public func pndmTimesteps(count: Int, offset: Int = 1) throws -> [Int] {
+        let leading = try leadingTimesteps(count: count, offset: offset)
+        guard leading.count > 1 else { return leading }
+        return [leading[0], leading[1]] + leading.dropFirst()
     }
 
     /// x_t = √ᾱ·x₀ + √(1−ᾱ)·ε (the forward noising).
