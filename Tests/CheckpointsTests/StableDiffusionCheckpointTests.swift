@@ -149,3 +149,69 @@ final class StableDiffusionCheckpointTests: XCTestCase {
         }
     }
 }
+
+/// `convert --layout diffusers`: the written folder loads back and reproduces every fixture bundle
+/// (tools/interop_sd_convert.py checks the same folders with diffusers itself).
+final class StableDiffusionConvertTests: XCTestCase {
+    static func fixture(_ path: String) -> String { StableDiffusionCheckpointTests.fixture(path) }
+
+    func temporaryFolder() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("sd-convert-\(UUID().uuidString)").path
+    }
+
+    func assertFolderVerifies(_ folder: String, unet: String, text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        for bundle in [unet, text, "vae_encoder.reference.safetensors", "vae_decoder.reference.safetensors"] {
+            let report = try ModelVerifier.verify(model: folder, bundlePath: Self.fixture(bundle), tolerance: Tolerance(absolute: 0, relative: 1e-4))
+            XCTAssertTrue(report.passed, "\(bundle): \(report.comparisons.map { "\($0.name) \($0.relativeError)" })", file: file, line: line)
+        }
+    }
+
+    func testSD1CheckpointBecomesALoadableDiffusersFolder() throws {
+        let out = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let summary = try DiffusersFolderWriter.convert(Self.fixture("sd1_tiny.ckpt"), to: out, configuration: Self.fixture("sd1_diffusers"))
+        XCTAssertEqual(summary.version, .sd1)
+        XCTAssertEqual(summary.components.map(\.component), [.unet, .vae, .textEncoder])
+        // The diffusers fixture folder holds the same components: equal tensor counts.
+        for (component, tensors, _) in summary.components {
+            let reference = try StableDiffusionSource(path: Self.fixture("sd1_diffusers")).canonicalTensors(component)
+            XCTAssertEqual(tensors, reference.count, component.rawValue)
+        }
+        // 12 schedule buffers, 2 EMA scalars, 496 EMA weights and the position-ids buffer are left out.
+        XCTAssertEqual(summary.droppedCount, 12 + 2 + 496 + 1)
+        for name in ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
+                     "text_encoder/model.safetensors", "scheduler/scheduler_config.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + name), name)
+        }
+        try assertFolderVerifies(out, unet: "unet_sd1.reference.safetensors", text: "text_sd1.reference.safetensors")
+        // A second conversion into the now non-empty folder is refused and leaves it intact.
+        XCTAssertThrowsError(try DiffusersFolderWriter.convert(Self.fixture("sd1_tiny.ckpt"), to: out, configuration: Self.fixture("sd1_diffusers")))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/unet/config.json"))
+    }
+
+    func testSD1EMAAndSD2Conversions() throws {
+        let ema = temporaryFolder(), sd2 = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: ema); try? FileManager.default.removeItem(atPath: sd2) }
+        _ = try DiffusersFolderWriter.convert(Self.fixture("sd1_tiny.ckpt"), to: ema, configuration: Self.fixture("sd1_diffusers"), extractEMA: true)
+        let report = try ModelVerifier.verify(model: ema, bundlePath: Self.fixture("unet_sd1_ema.reference.safetensors"),
+                                              tolerance: Tolerance(absolute: 0, relative: 1e-4))
+        XCTAssertTrue(report.passed, "\(report.comparisons.map(\.relativeError))")
+        let summary = try DiffusersFolderWriter.convert(Self.fixture("sd2_tiny.safetensors"), to: sd2, configuration: Self.fixture("sd2_diffusers"))
+        XCTAssertEqual(summary.version, .sd2)
+        try assertFolderVerifies(sd2, unet: "unet_sd2.reference.safetensors", text: "text_sd2.reference.safetensors")
+    }
+
+    func testRefusesFoldersAndNonStandardSizesWithoutConfig() throws {
+        let out = temporaryFolder()
+        XCTAssertThrowsError(try DiffusersFolderWriter.convert(Self.fixture("sd1_diffusers"), to: out)) {
+            XCTAssertTrue("\($0)".contains("single-file"), "\($0)")
+        }
+        XCTAssertThrowsError(try DiffusersFolderWriter.convert(Self.fixture("sd1_tiny.safetensors"), to: out)) {
+            XCTAssertTrue("\($0)".contains("--config"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a failed conversion left a folder behind")
+        let parent = URL(fileURLWithPath: out).deletingLastPathComponent().path
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: parent).filter { $0.contains(URL(fileURLWithPath: out).lastPathComponent) }
+        XCTAssertEqual(leftovers, [])
+    }
+}
