@@ -63,6 +63,9 @@ public final class AdamW {
             }
             var state = states[index] ?? ParameterState(step: 0, firstMoment: Tensor(zeros: parameter.shape),
                                                         secondMoment: Tensor(zeros: parameter.shape))
+            guard state.firstMoment.shape == parameter.shape, state.secondMoment.shape == parameter.shape else {
+                throw TensorError.shapeMismatch(op: "AdamW.step", detail: "moments \(state.firstMoment.shape) for parameter '\(parameter.name)' \(parameter.shape) (value replaced with a new shape?)")
+            }
             states[index] = nil   // drop the extra reference so the moments update in place
             state.step += 1
             // Bias corrections in Double as torch computes them in Python floats.

@@ -1,3 +1,23 @@
+// Tensors: a small Float32 CPU tensor engine with reverse-mode autodiff (no file formats here).
+//
+// Files, one job each:
+//   Tensor / TensorStorage  value type over a shared, aligned buffer (copy-on-write)
+//   Autograd                Parameter, graph nodes, backward(), withNoGrad
+//   Threading               thread count (SDSCLIP_THREADS / setThreadCount), parallelFor
+//   Kernels                 vectorised exp / sigmoid / erf / softmax rows and blocked sums
+//   Elementwise             broadcasting + − × ÷, scalar ops, unary functions, GEGLU
+//   MatMul                  cblas_sgemm wrapper, batched matmul, linear
+//   Conv                    conv2d (im2col + GEMM, 1×1 as plain GEMM), Padding2D
+//   Normalization           LayerNorm, GroupNorm (Double-accumulated statistics)
+//   Softmax                 softmax, logSoftmax, crossEntropy
+//   Attention               chunked scaled-dot-product attention (none / causal / additive masks)
+//   ShapeOps                reshape, permute, transpose, narrow, split, chunk, concat, stack,
+//                           indexSelect, broadcast(to:), pad2d, upsampleNearest2x
+//   Reductions              sum, mean, argmax, embedding, l2Normalize, mseLoss
+//   AdamW                   torch.optim.AdamW semantics, checkpointable state
+// Each op computes its forward result, then registers its backward closure next to it, so forward
+// and backward kernels read side by side. Every op validates shapes and throws TensorError.
+
 import Foundation
 
 /// A dense, contiguous, row-major Float32 array with value semantics.

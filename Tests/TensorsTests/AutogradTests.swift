@@ -77,6 +77,31 @@ final class AutogradTests: XCTestCase {
         assertClose(try XCTUnwrap(x.grad), try Tensor(shape: [3], data: expected), rtol: 1e-6, "shared use")
     }
 
+    /// Saved intermediates are released during backward, not when the loss tensor goes away.
+    func testBackwardFreesSavedIntermediatesWhileTheLossIsAlive() throws {
+        let x = Parameter(Tensor.randn(shape: [64], seed: 30))
+        weak var intermediateStorage: TensorStorage?
+        let loss: Tensor = try {
+            let hidden = exp(x.tensor)                 // saved by the multiplication below
+            intermediateStorage = hidden.storage
+            return try (hidden * hidden).sum()
+        }()
+        XCTAssertNotNil(intermediateStorage, "the graph keeps the intermediate before backward")
+        try loss.backward()
+        XCTAssertNil(intermediateStorage, "freed by backward while `loss` is still alive")
+        XCTAssertEqual(loss.count, 1)
+    }
+
+    func testAdamWRejectsAParameterWhoseShapeChanged() throws {
+        let p = Parameter(Tensor.randn(shape: [3], seed: 31))
+        let optimizer = AdamW(parameters: [p])
+        try (p.tensor * p.tensor).sum().backward()
+        try optimizer.step()
+        p.value = Tensor(zeros: [4])
+        p.grad = Tensor(zeros: [4])
+        XCTAssertThrowsError(try optimizer.step())
+    }
+
     func testBackwardConsumesTheGraph() throws {
         let w = Parameter(Tensor.randn(shape: [2], seed: 5))
         let loss = try (w.tensor * 3).sum()
