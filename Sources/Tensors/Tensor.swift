@@ -57,6 +57,18 @@ public struct Tensor: @unchecked Sendable {
         }
     }
 
+    /// Fills a new tensor in place through `body` (e.g. a weight loader converting f16 straight into
+    /// the tensor's memory, with no intermediate Array). `body` must write every element.
+    public init(shape: [Int], initializingWith body: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+            throw TensorError.invalidArgument(op: "Tensor(shape:initializingWith:)", detail: "negative dimension in \(shape)")
+        }
+        self.init(uninitializedShape: shape)
+        let buffer = UnsafeMutableBufferPointer(start: storage.pointer, count: count)
+        buffer.initialize(repeating: 0)   // defined contents even if `body` stops early by throwing
+        try body(buffer)
+    }
+
     public init(zeros shape: [Int]) {
         self.init(shape: shape, storage: TensorStorage(zeroedCount: Tensor.elementCount(shape)))
     }

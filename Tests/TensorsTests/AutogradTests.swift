@@ -140,6 +140,12 @@ final class AutogradTests: XCTestCase {
         XCTAssertEqual(single.scalars, double.scalars)
     }
 
+    func testInitializingWithWritesStorageDirectly() throws {
+        let t = try Tensor(shape: [2, 3]) { buffer in for i in buffer.indices { buffer[i] = Float(i) * 0.5 } }
+        XCTAssertEqual(t.scalars, [0, 0.5, 1, 1.5, 2, 2.5])
+        XCTAssertThrowsError(try Tensor(shape: [-1]) { _ in })
+    }
+
     func testBadInputsThrowTypedErrors() throws {
         let a = Tensor(zeros: [2, 3]), b = Tensor(zeros: [4, 5])
         XCTAssertThrowsError(try matmul(a, b)) { error in
