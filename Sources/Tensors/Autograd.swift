@@ -56,8 +56,11 @@ public final class Parameter: @unchecked Sendable {
 
     public func zeroGrad() { grad = nil }
 
-    func accumulate(_ gradient: Tensor) {
-        if var existing = grad {
+    func accumulate(_ gradient: Tensor) throws {
+        guard gradient.shape == value.shape else {
+            throw TensorError.shapeMismatch(op: "backward", detail: "gradient \(gradient.shape) for parameter '\(name)' \(value.shape)")
+        }
+        if var existing = grad, existing.shape == value.shape {
             grad = nil                      // sole owner now, so the add happens in place
             existing.addInPlace(gradient)
             grad = existing
@@ -74,13 +77,16 @@ final class GraphNode: @unchecked Sendable {
 
     let op: String
     private(set) var inputs: [GraphNode?]
+    /// Shapes of the inputs, to check every gradient a backward closure returns.
+    private(set) var inputShapes: [[Int]]
     private var backwardFunction: Backward?
     private weak var parameter: Parameter?
     private let isLeaf: Bool
 
-    init(op: String, inputs: [GraphNode?], backward: @escaping Backward) {
+    init(op: String, inputs: [GraphNode?], inputShapes: [[Int]], backward: @escaping Backward) {
         self.op = op
         self.inputs = inputs
+        self.inputShapes = inputShapes
         self.backwardFunction = backward
         self.isLeaf = false
     }
@@ -88,6 +94,7 @@ final class GraphNode: @unchecked Sendable {
     init(leafOf parameter: Parameter) {
         op = "parameter"
         inputs = []
+        inputShapes = []
         self.parameter = parameter
         isLeaf = true
     }
@@ -95,7 +102,7 @@ final class GraphNode: @unchecked Sendable {
     /// Runs the backward closure once, then drops it and the input links so saved tensors are freed.
     func propagate(_ gradient: Tensor) throws -> [Tensor?] {
         if isLeaf {
-            parameter?.accumulate(gradient)
+            try parameter?.accumulate(gradient)
             return []
         }
         guard let function = backwardFunction else {
@@ -107,7 +114,10 @@ final class GraphNode: @unchecked Sendable {
         return result
     }
 
-    func releaseInputs() { inputs = [] }
+    func releaseInputs() {
+        inputs = []
+        inputShapes = []
+    }
 }
 
 extension Tensor {
@@ -115,7 +125,7 @@ extension Tensor {
     /// `backward` receives the output gradient and which inputs need one; it runs under `withNoGrad`.
     static func record(_ op: String, _ output: Tensor, inputs: [Tensor], backward: @escaping GraphNode.Backward) -> Tensor {
         guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return output }
-        let node = GraphNode(op: op, inputs: inputs.map(\.node), backward: backward)
+        let node = GraphNode(op: op, inputs: inputs.map(\.node), inputShapes: inputs.map(\.shape), backward: backward)
         return Tensor(shape: output.shape, storage: output.storage, node: node)
     }
 
@@ -169,8 +179,12 @@ extension Tensor {
                 continue
             }
             let inputGradients = try current.propagate(gradient)
-            for (input, inputGradient) in zip(current.inputs, inputGradients) {
+            for (index, (input, inputGradient)) in zip(current.inputs, inputGradients).enumerated() {
                 guard let input, let inputGradient else { continue }
+                guard inputGradient.shape == current.inputShapes[index] else {
+                    throw TensorError.shapeMismatch(op: "backward of \(current.op)",
+                                                    detail: "gradient \(inputGradient.shape) for input \(index) of shape \(current.inputShapes[index])")
+                }
                 let key = ObjectIdentifier(input)
                 if var existing = pending[key] {
                     pending[key] = nil          // drop the dictionary's reference so the add can be in place
