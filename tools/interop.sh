@@ -15,3 +15,7 @@ swift build -c release --product sdsclip --scratch-path "$SCRATCH" >&2
 BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/sdsclip"
 
 HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/interop_convert.py --cli "$BIN" --formats "$ROOT/formats" "$@"
+
+# --- Stable Diffusion: `convert --layout diffusers` output loaded by diffusers from_pretrained ---------------
+# (owner: SD models/loading; tools/interop_sd_convert.py). Runs after the corpus check above.
+HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/interop_sd_convert.py --cli "$BIN" --fixtures "$ROOT/fixtures/sd"

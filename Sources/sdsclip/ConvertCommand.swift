@@ -37,8 +37,18 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Do not print progress.")
     var quiet = false
 
+    @Option(help: "Write another layout instead: 'diffusers' turns a single-file SD checkpoint into a diffusers pipeline folder OUTPUT.")
+    var layout: ConvertLayout?
+
+    @Option(help: "With --layout diffusers: a diffusers-layout folder of component config.json files (needed when the sizes are not standard SD 1.x/2.x).")
+    var config: String?
+
+    @Flag(help: "With --layout diffusers: take the UNet from the checkpoint's model_ema.* copy.")
+    var ema = false
+
     func run() throws {
         try reportingErrors {
+            if let layout { return try convertToLayout(layout, configuration: config, extractEMA: ema) }
             let store = try WeightsReader.open(input)
             let tensors = try store.orderedRecords.map { record -> SafetensorsWriter.Tensor in
                 let target = record.dtype.isFloatingPoint ? dtype.dtype : nil

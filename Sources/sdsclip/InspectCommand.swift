@@ -21,6 +21,7 @@ struct InspectCommand: ParsableCommand {
                 print(try jsonReport(store))
             } else {
                 print(textReport(store))
+                if let report = stableDiffusionReport() { print(report) }
             }
         }
     }

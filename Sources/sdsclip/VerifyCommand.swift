@@ -31,14 +31,19 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Tolerance relative to the largest reference magnitude of each output.")
     var rtol: Float = 1e-4
 
+    @Flag(help: "Stable Diffusion single files: take the UNet from the model_ema.* copy.")
+    var ema = false
+
     @Option(name: .customLong("save-outputs"), help: "Write the computed outputs (outputs.* names) to this safetensors file.")
     var saveOutputs: String?
 
     func run() throws {
         var passed = false
         try reportingErrors {
-            let report = try ModelVerifier.verify(model: model, bundlePath: reference, configuration: config,
-                                                  tolerance: Tolerance(absolute: atol, relative: rtol))
+            let report = try StableDiffusionRunners.$extractEMA.withValue(ema) {
+                try ModelVerifier.verify(model: model, bundlePath: reference, configuration: config,
+                                         tolerance: Tolerance(absolute: atol, relative: rtol))
+            }
             print("component: \(report.component)")
             for note in report.notes { print("note:      \(note)") }
             for c in report.comparisons {

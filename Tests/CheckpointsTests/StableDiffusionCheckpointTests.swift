@@ -106,6 +106,13 @@ final class StableDiffusionCheckpointTests: XCTestCase {
         XCTAssertFalse(sd2.hasEMA)
         let folder = try StableDiffusionSource(path: Self.fixture("sd2_diffusers"))
         XCTAssertEqual(folder.components, [.unet, .vae, .textEncoder])
+        XCTAssertEqual(folder.version, .sd2)
+        XCTAssertEqual(try StableDiffusionSource(path: Self.fixture("sd1_diffusers")).version, .sd1)
+        // Totals in diffusers terms, from shapes alone; the LDM file and the diffusers folder agree.
+        let fromFile = try sd2.componentSummaries(), fromFolder = try folder.componentSummaries()
+        XCTAssertEqual(fromFile.map(\.parameters), fromFolder.map(\.parameters))
+        XCTAssertEqual(fromFile.map(\.tensors), fromFolder.map(\.tensors))
+        XCTAssertEqual(fromFile.map(\.parameters), [117_100, 62_687, 57_984])
         XCTAssertEqual(try StableDiffusionSource(path: Self.fixture("sd1_diffusers/vae")).components, [.vae])
         XCTAssertEqual(StableDiffusionSource.emaKey("model.diffusion_model.input_blocks.0.0.weight"), "model_ema.diffusion_modelinput_blocks00weight")
     }

@@ -120,10 +120,12 @@ public struct StableDiffusionSource {
         }
     }
 
-    /// SD1 or SD2, from the text encoder's layout or the cross-attention width (DF `infer_diffusers_model_type`).
+    /// SD1 or SD2, from the text encoder's layout, the cross-attention width (DF `infer_diffusers_model_type`)
+    /// or the UNet's projections (SD2's `proj_in` is a linear `[C, C]`, SD1's a 1×1 conv).
     public var version: StableDiffusionVersion {
         if store.names.contains(where: { $0.hasPrefix(StableDiffusionLayout.sd2TextPrefix) }) { return .sd2 }
         if let contextWidth = crossAttentionWidth, contextWidth == 1024 { return .sd2 }
+        if let projection = records(of: .unet).first(where: { $0.name.hasSuffix(".proj_in.weight") }), projection.shape.count == 2 { return .sd2 }
         return .sd1
     }
 
@@ -248,6 +250,28 @@ public struct StableDiffusionSource {
             return existing([URL(fileURLWithPath: folder).appendingPathComponent("config.json").path])
         case .ldmSingleFile, .standaloneFile:
             return nil
+        }
+    }
+}
+
+/// One component's size after conversion to diffusers names (models.md §4.5 counts).
+public struct StableDiffusionComponentSummary: Sendable {
+    public let component: StableDiffusionComponent
+    public let tensors: Int
+    public let parameters: Int
+    /// Source tensors left out on purpose (position ids, the SD2 tower's last block, …).
+    public let dropped: Int
+}
+
+extension StableDiffusionSource {
+    /// Tensor and parameter totals per component, computed from names and shapes only (no data read).
+    public func componentSummaries() throws -> [StableDiffusionComponentSummary] {
+        try components.map { component in
+            let (plan, renamed) = try plan(for: component)
+            let shapes = Dictionary(renamed.orderedRecords.map { ($0.name, $0.shape) }, uniquingKeysWith: { first, _ in first })
+            let targets = plan.targetShapes(sourceShapes: shapes)
+            let parameters = targets.values.reduce(0) { $0 + ($1?.reduce(1, *) ?? 0) }
+            return StableDiffusionComponentSummary(component: component, tensors: targets.count, parameters: parameters, dropped: plan.dropped.count)
         }
     }
 }
