@@ -177,6 +177,32 @@ def composite_cases():
 
     c = Cases()
     c.add("block", block, inputs)
+
+    # A diffusers ResnetBlock2D (GroupNorm 32 → SiLU → conv3x3 → + time embedding → GroupNorm → SiLU →
+    # conv3x3, 1×1 shortcut), then a 2× nearest upsample and the VAE's asymmetric-pad stride-2 conv.
+    cin, cout, temb_dim = 32, 32, 16   # GroupNorm(32) needs 32 channels; kept minimal for file size
+    res = {
+        "x": randn(2, cin, 6, 5), "temb": randn(2, temb_dim),
+        "n1_w": 1 + randn(cin, scale=0.1), "n1_b": randn(cin, scale=0.1),
+        "c1_w": randn(cout, cin, 3, 3, scale=0.05), "c1_b": randn(cout, scale=0.1),
+        "t_w": randn(cout, temb_dim, scale=0.2), "t_b": randn(cout, scale=0.1),
+        "n2_w": 1 + randn(cout, scale=0.1), "n2_b": randn(cout, scale=0.1),
+        "c2_w": randn(cout, cout, 3, 3, scale=0.05), "c2_b": randn(cout, scale=0.1),
+        "s_w": randn(cout, cin, 1, 1, scale=0.2), "s_b": randn(cout, scale=0.1),
+        "d_w": randn(cout, cout, 3, 3, scale=0.05), "d_b": randn(cout, scale=0.1),
+    }
+
+    def resblock(x, temb, **w):
+        h = F.silu(F.group_norm(x, 32, w["n1_w"], w["n1_b"], eps=1e-5))
+        h = F.conv2d(h, w["c1_w"], w["c1_b"], padding=1)
+        h = h + F.linear(F.silu(temb), w["t_w"], w["t_b"])[:, :, None, None]
+        h = F.silu(F.group_norm(h, 32, w["n2_w"], w["n2_b"], eps=1e-5))
+        h = F.conv2d(h, w["c2_w"], w["c2_b"], padding=1)
+        y = F.conv2d(x, w["s_w"], w["s_b"]) + h
+        y = F.interpolate(y, scale_factor=2, mode="nearest")
+        return F.conv2d(F.pad(y, (0, 1, 0, 1)), w["d_w"], w["d_b"], stride=2)
+
+    c.add("resblock", resblock, res)
     return c.tensors
 
 
@@ -209,8 +235,9 @@ def main():
     os.makedirs(OUT_DIR, exist_ok=True)
     for name, tensors in [("ops", op_cases()), ("composite", composite_cases()), ("adamw", adamw_cases())]:
         path = os.path.join(OUT_DIR, f"{name}.safetensors")
-        save_file(tensors, path + ".tmp", metadata={"generator": "tools/make_tensor_fixtures.py",
-                                                    "torch": torch.__version__})
+        # One metadata key: safetensors writes metadata from a hash map, so several keys come out in
+        # random order and the bytes would differ between otherwise identical runs.
+        save_file(tensors, path + ".tmp", metadata={"generator": f"tools/make_tensor_fixtures.py, torch {torch.__version__}"})
         os.replace(path + ".tmp", path)
         print(f"{path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
 

@@ -35,6 +35,27 @@ final class CompositeAndOptimizerTests: XCTestCase {
         }
     }
 
+    /// A diffusers-style ResnetBlock2D with time embedding, then ×2 nearest upsampling and the VAE's
+    /// (0, 1, 0, 1)-padded stride-2 conv: forward and all 18 gradients vs torch
+    /// (fixtures/tensors/composite.safetensors). Tolerance 2e-5 relative to each tensor's scale.
+    func testResnetBlockWithUpAndDownsamplingMatchesTorch() throws {
+        let fixture = try FixtureFile(named: "composite")
+        let names = fixture.entries.keys.filter { $0.hasPrefix("resblock.input.") }.map { String($0.dropFirst("resblock.input.".count)) }
+        XCTAssertEqual(names.count, 16)
+        try checkCase(fixture, "resblock", inputs: names, rtol: 2e-5) { t in
+            let x = t["x"]!, out = t["c1_w"]!.shape[0]
+            var h = silu(try groupNorm(x, groups: 32, weight: t["n1_w"]!, bias: t["n1_b"]!, eps: 1e-5))
+            h = try conv2d(h, weight: t["c1_w"]!, bias: t["c1_b"]!, stride: 1, padding: 1)
+            let timeProjection = try linear(silu(t["temb"]!), weight: t["t_w"]!, bias: t["t_b"]!)
+            h = try h + timeProjection.reshape([-1, out, 1, 1])
+            h = silu(try groupNorm(h, groups: 32, weight: t["n2_w"]!, bias: t["n2_b"]!, eps: 1e-5))
+            h = try conv2d(h, weight: t["c2_w"]!, bias: t["c2_b"]!, stride: 1, padding: 1)
+            let y = try upsampleNearest2x(try conv2d(x, weight: t["s_w"]!, bias: t["s_b"]!) + h)
+            return try conv2d(y, weight: t["d_w"]!, bias: t["d_b"]!, stride: (2, 2),
+                              padding: Padding2D(top: 0, bottom: 1, left: 0, right: 1))
+        }
+    }
+
     /// Five AdamW steps (lr 0.05, betas (0.9, 0.999), eps 1e-8, weight decay 0.1) on
     /// loss = mean((p1·X + p2 − T)²): loss, gradients and parameters after every step, and the final
     /// moments, against torch.optim.AdamW in float32. Tolerance 1e-5 relative to each tensor's scale.
