@@ -44,11 +44,11 @@ final class CompositeAndOptimizerTests: XCTestCase {
         XCTAssertEqual(names.count, 16)
         try checkCase(fixture, "resblock", inputs: names, rtol: 2e-5) { t in
             let x = t["x"]!, out = t["c1_w"]!.shape[0]
-            var h = silu(try groupNorm(x, groups: 32, weight: t["n1_w"]!, bias: t["n1_b"]!, eps: 1e-5))
+            var h = silu(try groupNorm(x, groups: 8, weight: t["n1_w"]!, bias: t["n1_b"]!, eps: 1e-5))
             h = try conv2d(h, weight: t["c1_w"]!, bias: t["c1_b"]!, stride: 1, padding: 1)
             let timeProjection = try linear(silu(t["temb"]!), weight: t["t_w"]!, bias: t["t_b"]!)
             h = try h + timeProjection.reshape([-1, out, 1, 1])
-            h = silu(try groupNorm(h, groups: 32, weight: t["n2_w"]!, bias: t["n2_b"]!, eps: 1e-5))
+            h = silu(try groupNorm(h, groups: 8, weight: t["n2_w"]!, bias: t["n2_b"]!, eps: 1e-5))
             h = try conv2d(h, weight: t["c2_w"]!, bias: t["c2_b"]!, stride: 1, padding: 1)
             let y = try upsampleNearest2x(try conv2d(x, weight: t["s_w"]!, bias: t["s_b"]!) + h)
             return try conv2d(y, weight: t["d_w"]!, bias: t["d_b"]!, stride: (2, 2),
