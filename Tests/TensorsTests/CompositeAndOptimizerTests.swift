@@ -36,7 +36,7 @@ final class CompositeAndOptimizerTests: XCTestCase {
     }
 
     /// A diffusers-style ResnetBlock2D with time embedding, then ×2 nearest upsampling and the VAE's
-    /// (0, 1, 0, 1)-padded stride-2 conv: forward and all 18 gradients vs torch
+    /// (0, 1, 0, 1)-padded stride-2 conv: forward and all 16 gradients vs torch
     /// (fixtures/tensors/composite.safetensors). Tolerance 2e-5 relative to each tensor's scale.
     func testResnetBlockWithUpAndDownsamplingMatchesTorch() throws {
         let fixture = try FixtureFile(named: "composite")

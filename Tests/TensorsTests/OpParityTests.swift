@@ -56,6 +56,14 @@ final class OpParityTests: XCTestCase {
         try checkCase(ops, "conv2d_rect", inputs: ["x", "w"]) {
             try conv2d($0["x"]!, weight: $0["w"]!, stride: (1, 2), padding: Padding2D(top: 2, bottom: 2, left: 0, right: 0))
         }
+        // Row-tiled im2col (a budget of one output row per tile) against the same torch references.
+        try checkCase(ops, "conv2d_s2p1", inputs: ["x", "w", "b"]) {
+            try conv2d($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, stride: (2, 2), padding: .uniform(1), columnBudget: 1)
+        }
+        try checkCase(ops, "conv2d_rect", inputs: ["x", "w"]) {
+            try conv2d($0["x"]!, weight: $0["w"]!, bias: nil, stride: (1, 2),
+                       padding: Padding2D(top: 2, bottom: 2, left: 0, right: 0), columnBudget: 30)
+        }
         try checkCase(ops, "pad", inputs: ["x"]) { try pad2d($0["x"]!, top: 0, bottom: 1, left: 0, right: 1) }
         // The explicit pad followed by an unpadded conv must agree with the padded conv.
         try checkCase(ops, "conv2d_asym", inputs: ["x", "w", "b"]) {
