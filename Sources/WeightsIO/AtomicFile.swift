@@ -7,6 +7,11 @@ import Glibc
 /// content, never a partial file: bytes go to a sibling temp file in the same folder (same file
 /// system, so rename is atomic), which is fsynced and renamed over the destination on `commit()`.
 /// Dropping the writer without committing removes the temp file. Not thread-safe.
+///
+/// Large outputs: give `expectedSize` so the file is allocated up front (a full disk fails before
+/// any writing, and the file system skips per-block delayed allocation), and the writer starts
+/// write-back every `writebackInterval` bytes so the disk works while we copy and the final fsync
+/// has little left to do.
 public final class AtomicFileWriter {
     public let destination: String
     public let temporaryPath: String
@@ -18,11 +23,17 @@ public final class AtomicFileWriter {
     private let bufferStart: UnsafeMutableRawPointer
     private var buffered = 0
     private var finished = false
+    /// Bytes handed to the kernel, and where the not-yet-started write-back begins.
+    private var flushed: Int64 = 0
+    private var writebackStart: Int64 = 0
+    private var preallocated: Int64 = 0
 
     /// Block size for buffered writes; large blocks keep syscalls rare for multi-GB outputs.
     public static let blockSize = 4 << 20
+    /// Start write-back of every 32 MiB as it is written.
+    public static let writebackInterval: Int64 = 32 << 20
 
-    public init(destination: String) throws {
+    public init(destination: String, expectedSize: Int64? = nil) throws {
         self.destination = destination
         let url = URL(fileURLWithPath: destination)
         let folder = url.deletingLastPathComponent().path
@@ -49,6 +60,15 @@ public final class AtomicFileWriter {
         let block = UnsafeMutableRawPointer.allocate(byteCount: Self.blockSize, alignment: 64)
         bufferStart = block
         buffer = UnsafeMutableRawBufferPointer(start: block, count: Self.blockSize)
+        if let expectedSize, expectedSize > 0, let allocate = LinuxFileCalls.fallocate {
+            if allocate(opened, 0, 0, expectedSize) == 0 {
+                preallocated = expectedSize
+            } else if errno == ENOSPC || errno == EFBIG {
+                let reason = String(cString: strerror(errno))
+                abort()
+                throw WeightsError(.io, file: destination, "cannot allocate \(expectedSize) bytes for the output: \(reason)")
+            }  // other errors (EOPNOTSUPP on some file systems): write without preallocation
+        }
     }
 
     deinit {
@@ -96,6 +116,10 @@ public final class AtomicFileWriter {
         guard !finished else { throw WeightsError(.io, file: destination, "commit after commit or abort") }
         do {
             try flush()
+            // Preallocation set the size; the content decides it.
+            if preallocated != 0, preallocated != flushed, ftruncate(descriptor, off_t(flushed)) != 0 {
+                throw WeightsError(.io, file: destination, "cannot set the file size: \(String(cString: strerror(errno)))")
+            }
             guard fsync(descriptor) == 0 else {
                 throw WeightsError(.io, file: destination, "fsync failed: \(String(cString: strerror(errno)))")
             }
@@ -142,6 +166,12 @@ public final class AtomicFileWriter {
             pointer += written
             left -= written
         }
+        flushed += Int64(bytes.count)
+        if flushed - writebackStart >= Self.writebackInterval, let startWriteback = LinuxFileCalls.syncFileRange {
+            // Asynchronous: queues the range for the disk and returns (fsync still makes it durable).
+            _ = startWriteback(descriptor, writebackStart, flushed - writebackStart, LinuxFileCalls.syncFileRangeWrite)
+            writebackStart = flushed
+        }
     }
 
     private func syncFolder() {
@@ -154,10 +184,30 @@ public final class AtomicFileWriter {
     }
 }
 
+/// Linux calls that Swift's Glibc module does not export (GNU extensions), looked up once at run
+/// time; nil where the C library lacks them, and callers then simply do without.
+enum LinuxFileCalls {
+    typealias Fallocate = @convention(c) (Int32, Int32, Int64, Int64) -> Int32
+    typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+
+    /// `fallocate(fd, mode, offset, length)`; mode 0 allocates and extends the size.
+    static let fallocate: Fallocate? = lookup("fallocate64", as: Fallocate.self)
+    /// `sync_file_range(fd, offset, count, flags)`.
+    static let syncFileRange: SyncFileRange? = lookup("sync_file_range", as: SyncFileRange.self)
+    /// SYNC_FILE_RANGE_WRITE: start write-out of dirty pages in the range, do not wait.
+    static let syncFileRangeWrite: UInt32 = 2
+
+    private static func lookup<F>(_ symbol: String, as type: F.Type) -> F? {
+        guard let handle = dlopen(nil, RTLD_NOW), let address = dlsym(handle, symbol) else { return nil }
+        return unsafeBitCast(address, to: type)
+    }
+}
+
 public enum AtomicFile {
     /// Runs `body` with a writer for `path` and commits when it returns; any error aborts.
-    public static func write(to path: String, _ body: (AtomicFileWriter) throws -> Void) throws {
-        let writer = try AtomicFileWriter(destination: path)
+    /// `expectedSize` (when known) preallocates the file; see `AtomicFileWriter`.
+    public static func write(to path: String, expectedSize: Int64? = nil, _ body: (AtomicFileWriter) throws -> Void) throws {
+        let writer = try AtomicFileWriter(destination: path, expectedSize: expectedSize)
         do {
             try body(writer)
             try writer.commit()

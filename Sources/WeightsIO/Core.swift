@@ -82,10 +82,15 @@ public enum DType: String, Sendable, CaseIterable, Codable {
 /// A read-only region of bytes that stays valid for the owner's lifetime (an mmap, or heap memory).
 public final class ByteOwner: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
+    /// True for a read-only mapping of a file: its resident pages can be dropped after use (they
+    /// refill from the file on the next access), which keeps streaming conversions' memory flat.
+    public let isFileMapping: Bool
     private let release: (@Sendable (UnsafeRawBufferPointer) -> Void)?
 
-    public init(bytes: UnsafeRawBufferPointer, release: (@Sendable (UnsafeRawBufferPointer) -> Void)?) {
+    public init(bytes: UnsafeRawBufferPointer, isFileMapping: Bool = false,
+                release: (@Sendable (UnsafeRawBufferPointer) -> Void)?) {
         self.bytes = bytes
+        self.isFileMapping = isFileMapping
         self.release = release
     }
 

@@ -26,7 +26,7 @@ public enum MappedFile {
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw WeightsError(.io, file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
         }
-        return ByteOwner(bytes: UnsafeRawBufferPointer(start: base, count: size)) { buffer in
+        return ByteOwner(bytes: UnsafeRawBufferPointer(start: base, count: size), isFileMapping: true) { buffer in
             if let start = buffer.baseAddress { munmap(UnsafeMutableRawPointer(mutating: start), buffer.count) }
         }
     }
@@ -34,11 +34,26 @@ public enum MappedFile {
     /// Hints the kernel that the range will be read soon and in order (large conversions).
     public static func adviseSequential(_ slice: ByteSlice) {
         guard slice.count > 0, let base = slice.owner.bytes.baseAddress else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (slice.range.lowerBound / page) * page
+        let start = (slice.range.lowerBound / pageSize) * pageSize
         let length = slice.range.upperBound - start
         // Two separate advice values, not flags: read ahead aggressively, and fetch the range now.
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), length, MADV_SEQUENTIAL)
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), length, MADV_WILLNEED)
     }
+
+    /// Drops this process's resident pages for `range` of a file mapping once they have been
+    /// consumed, so streaming a multi-GB file does not count it all as resident memory. The data stays
+    /// valid: a read-only private file mapping refills from the file (usually the page cache) on
+    /// the next access. Does nothing for owners that are not file mappings (heap bytes would be lost).
+    public static func releaseResidentPages(of owner: ByteOwner, range: Range<Int>) {
+        guard owner.isFileMapping, !range.isEmpty, range.upperBound <= owner.bytes.count,
+              let base = owner.bytes.baseAddress else { return }
+        // Whole pages touching the range; neighbours' pages just fault back in if needed again.
+        let start = (range.lowerBound / pageSize) * pageSize
+        let end = min(((range.upperBound + pageSize - 1) / pageSize) * pageSize, owner.bytes.count)
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
+    private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 }

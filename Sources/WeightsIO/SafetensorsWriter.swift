@@ -68,7 +68,7 @@ public enum SafetensorsWriter {
                              progress: Progress? = nil) throws {
         let plan = try Plan(tensors: tensors, metadata: metadata, file: path)
         let total = Int64(plan.header.count) + Int64(plan.dataLength)
-        try AtomicFile.write(to: path) { writer in
+        try AtomicFile.write(to: path, expectedSize: total) { writer in
             try writer.write(plan.header)
             progress?(writer.bytesWritten, total)
             for tensor in plan.ordered {
@@ -208,7 +208,10 @@ public enum SafetensorsWriter {
                                     progress: Progress?, total: Int64) throws {
         let count = record.elementCount
         guard count > 0 else { return }
-        // Fast path: packed and same dtype — write straight from the (mapped) storage.
+        let owner = record.storage.owner
+        let storageStart = record.storage.range.lowerBound
+        // Fast path: packed and same dtype — write straight from the (mapped) storage, dropping each
+        // chunk's pages from our resident set once written so memory stays flat for any file size.
         if record.isContiguous && output == record.dtype {
             MappedFile.adviseSequential(record.storage)
             let start = record.storageOffset * record.dtype.byteSize
@@ -217,6 +220,7 @@ public enum SafetensorsWriter {
             while done < all.count {
                 let chunk = min(AtomicFileWriter.blockSize * 4, all.count - done)
                 try writer.write(UnsafeRawBufferPointer(rebasing: all[done..<(done + chunk)]))
+                MappedFile.releaseResidentPages(of: owner, range: (storageStart + start + done)..<(storageStart + start + done + chunk))
                 done += chunk
                 progress?(writer.bytesWritten, total)
             }
@@ -253,8 +257,15 @@ public enum SafetensorsWriter {
             } else {
                 try writer.write(sourceBytes)
             }
+            if record.isContiguous {
+                let size = record.dtype.byteSize
+                let first = storageStart + (record.storageOffset + elements.lowerBound) * size
+                MappedFile.releaseResidentPages(of: owner, range: first..<(first + elements.count * size))
+            }
             next = elements.upperBound
             progress?(writer.bytesWritten, total)
         }
+        // A view may touch its storage anywhere; drop the whole storage's pages once it is packed.
+        if !record.isContiguous { MappedFile.releaseResidentPages(of: owner, range: record.storage.range) }
     }
 }

@@ -1,0 +1,41 @@
+import Foundation
+
+/// Converts any readable weights (a file of any supported format, a sharded index, a folder) to one
+/// safetensors file with the same tensor names: what `sdsclip convert` does, as a library call so the
+/// CLI, tests and benchmarks share one code path. Views are packed; float tensors are cast to
+/// `dtype` when given, other dtypes are kept. The output is written atomically.
+public enum WeightsConverter {
+    /// What a conversion read and wrote.
+    public struct Summary: Sendable {
+        public let format: WeightFormat
+        public let tensorCount: Int
+        /// Tensor bytes read from the input (element bytes, not file bytes).
+        public let bytesRead: Int
+    }
+
+    /// Called once with the opened input; returns the progress callback to use (nil for none), so
+    /// callers can decide on progress display from the input's size.
+    public typealias Opened = (_ store: WeightStore) -> SafetensorsWriter.Progress?
+
+    /// Converts `input` to the safetensors file `output`. `progress` is asked once, with the opened
+    /// store, for a progress callback (return nil for none).
+    @discardableResult
+    public static func convert(input: String, output: String, dtype: DType? = nil,
+                               options: ReadOptions = ReadOptions(), progress: Opened? = nil) throws -> Summary {
+        let store = try WeightsReader.open(input, options: options)
+        try write(store, to: output, dtype: dtype, progress: progress?(store))
+        return Summary(format: store.format, tensorCount: store.count, bytesRead: store.totalBytes)
+    }
+
+    /// Writes an opened store to `output` as `convert` does.
+    public static func write(_ store: WeightStore, to output: String, dtype: DType? = nil,
+                             progress: SafetensorsWriter.Progress? = nil) throws {
+        let tensors = try store.orderedRecords.map { record -> SafetensorsWriter.Tensor in
+            try SafetensorsWriter.Tensor(record: record, castTo: record.dtype.isFloatingPoint ? dtype : nil)
+        }
+        // safetensors metadata carries over; other formats get the tag save_file's users expect.
+        var metadata = store.format == .safetensors || store.format == .shardedSafetensors ? store.metadata : [:]
+        if metadata["format"] == nil { metadata["format"] = "pt" }
+        try SafetensorsWriter.write(tensors, metadata: metadata, to: output, progress: progress)
+    }
+}

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Weights I/O benchmark: the Swift reader/converter and the Python reference, side by side in one run.
+
+Checkpoint: tools/bench/make_bench_checkpoint.py (>= 1 GiB fp32, ~1000 tensors, SD-UNet-like shapes),
+as safetensors and as a torch zip, generated once under bench-data/ (gitignored).
+
+What is measured (best of --repeats, page cache warmed first by reading both files once):
+- read: open the file and, for every tensor, get its values as float32 and sum them (one float32 sum per
+  tensor, totalled in float64). The sum makes every byte pass through the CPU; the totals of both sides
+  must agree (a sanity check that they read the same data).
+    Swift:  `sdsclip-bench weights-read PATH` (WeightsReader.open; zero-copy mmap, single thread)
+    Python: safetensors.safe_open + get_tensor(name).sum() for the safetensors file;
+            torch.load(mmap=True, weights_only=True) + t.sum() for the torch zip;
+            torch.set_num_threads(1), the same thread count as Swift.
+- convert: read the checkpoint, write one safetensors file.
+    Swift:  `sdsclip-bench weights-convert IN OUT` (WeightsConverter.convert, what `sdsclip convert`
+            runs: atomic temp file + rename, one fsync).
+    Python: torch.load(IN, weights_only=True) + safetensors.torch.save_file(sd, OUT) (for the
+            safetensors input: safetensors.torch.load_file + save_file). No fsync.
+  The two outputs must be byte-identical. The previous output is deleted before each run (untimed).
+- peak RSS: each route runs in a fresh process; its VmHWM (peak resident set, which counts mapped file
+  pages it touched) as a fraction of the checkpoint's file size.
+
+Ratios are Python seconds / Swift seconds, so > 1 means Swift is faster.
+Targets (issue "Weights I/O"): read ratio >= 1 against safe_open for both formats; convert ratio >= 2;
+convert peak RSS < 25% of the file size.
+
+Usage: tools/bench/bench_weights.py [--repeats N] [--bin PATH/TO/sdsclip-bench] [--data bench-data]
+Without --bin it builds the release product with the scratch path .build-release.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+# ---------------------------------------------------------------- child side (one route per process)
+
+def peak_rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def child(route, args, repeats):
+    import torch
+    torch.set_num_threads(1)
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    def read_safetensors(path):
+        total = 0.0
+        with safe_open(path, "pt") as f:
+            for name in f.keys():
+                total += float(f.get_tensor(name).float().sum())
+        return total
+
+    def read_torch(path):
+        state = torch.load(path, mmap=True, weights_only=True)
+        return sum(float(t.float().sum()) for t in state.values())
+
+    def convert(source, output, durable):
+        if source.endswith(".safetensors"):
+            state = load_file(source)
+        else:
+            state = torch.load(source, weights_only=True)
+        save_file(state, output, metadata={"format": "pt"})
+        if durable:  # what the Swift writer guarantees before its rename: the data is on disk
+            fd = os.open(output, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    best = float("inf")
+    checksum = None
+    if route in ("read-safetensors", "read-torch"):
+        body = read_safetensors if route == "read-safetensors" else read_torch
+        body(args[0])  # warm-up, as the Swift side does
+        for _ in range(repeats):
+            start = time.perf_counter()
+            checksum = body(args[0])
+            best = min(best, time.perf_counter() - start)
+    elif route in ("convert", "convert-fsync"):
+        for _ in range(repeats):
+            if os.path.exists(args[1]):
+                os.remove(args[1])
+            start = time.perf_counter()
+            convert(args[0], args[1], durable=route == "convert-fsync")
+            best = min(best, time.perf_counter() - start)
+    else:
+        raise SystemExit(f"unknown route {route}")
+    print(json.dumps({"seconds": best, "checksum": checksum, "peak_rss": peak_rss(), "threads": 1}))
+
+
+# ---------------------------------------------------------------- driver
+
+def run_json(command):
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def python_route(route, *args, repeats):
+    return run_json([sys.executable, os.path.abspath(__file__), "--child", route, "--repeats", str(repeats), *args])
+
+
+def swift_case(binary, case, *args):
+    return run_json([binary, case, *args])
+
+
+def warm(path):
+    with open(path, "rb", buffering=0) as f:
+        while f.read(16 << 20):
+            pass
+
+
+def same_bytes(a, b):
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(16 << 20), fb.read(16 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def build_bench():
+    scratch = os.path.join(ROOT, ".build-release")
+    subprocess.run(["swift", "build", "-c", "release", "--product", "sdsclip-bench", "--scratch-path", scratch],
+                   cwd=ROOT, check=True, stdout=sys.stderr)
+    bin_path = subprocess.run(["swift", "build", "-c", "release", "--scratch-path", scratch, "--show-bin-path"],
+                              cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    return os.path.join(bin_path, "sdsclip-bench")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bin", help="a built sdsclip-bench (default: build the release product)")
+    parser.add_argument("--data", default=os.path.join(ROOT, "bench-data"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.child:
+        return child(args.child, rest, args.repeats)
+
+    subprocess.run([sys.executable, os.path.join(HERE, "make_bench_checkpoint.py"), "--out", args.data],
+                   check=True, stdout=sys.stderr)
+    binary = args.bin or build_bench()
+    st = os.path.join(args.data, "weights-1g.safetensors")
+    pt = os.path.join(args.data, "weights-1g.pt")
+    for path in (st, pt):
+        warm(path)
+    print(f"page cache warmed (both files read once); best of {args.repeats}; 1 thread on both sides", file=sys.stderr)
+    n = str(args.repeats)
+    rows = []  # (label, file size, swift result, python result, python label)
+    failures = []
+
+    def add(label, size, swift, python, python_label, check_sum=True):
+        rows.append((label, size, swift, python, python_label))
+        if check_sum and abs(swift["checksum"] - python["checksum"]) > 0.05 + 1e-4 * abs(python["checksum"]):
+            failures.append(f"{label}: checksums differ: Swift {swift['checksum']}, Python {python['checksum']}")
+
+    size_st, size_pt = os.path.getsize(st), os.path.getsize(pt)
+    swift_st = swift_case(binary, "weights-read", st, n)
+    py_st = python_route("read-safetensors", st, repeats=args.repeats)
+    add("read safetensors", size_st, swift_st, py_st, "safe_open")
+    swift_pt = swift_case(binary, "weights-read", pt, n)
+    py_pt = python_route("read-torch", pt, repeats=args.repeats)
+    add("read torch zip", size_pt, swift_pt, py_pt, "torch.load(mmap)")
+    add("read torch zip", size_pt, swift_pt, py_st, "safe_open (.safetensors)")
+
+    out_swift = os.path.join(args.data, "out-swift.safetensors")
+    out_python = os.path.join(args.data, "out-python.safetensors")
+    for source, size, python_label in ((pt, size_pt, "torch.load+save_file"), (st, size_st, "load_file+save_file")):
+        swift = swift_case(binary, "weights-convert", source, out_swift, n)
+        python = python_route("convert", source, out_python, repeats=args.repeats)
+        label = "convert " + ("torch zip" if source == pt else "safetensors")
+        add(label, size, swift, python, python_label, check_sum=False)
+        if not same_bytes(out_swift, out_python):
+            failures.append(f"{label}: Swift and Python outputs differ")
+        # The same durability as Swift's writer (fsync before done): the file system's share of the time.
+        durable = python_route("convert-fsync", source, out_python, repeats=args.repeats)
+        add(label, size, swift, durable, python_label + "+fsync", check_sum=False)
+        for path in (out_swift, out_python):
+            os.remove(path)
+
+    print(f"{'work':<18} {'Python route':<26} {'Swift s':>8} {'Python s':>9} {'ratio':>6} "
+          f"{'Swift RSS':>10} {'Python RSS':>11}")
+    for label, size, swift, python, python_label in rows:
+        print(f"{label:<18} {python_label:<26} {swift['seconds']:8.3f} {python['seconds']:9.3f} "
+              f"{python['seconds'] / swift['seconds']:6.2f} {swift['peak_rss'] / size:10.1%} {python['peak_rss'] / size:11.1%}")
+    print(f"(file sizes: safetensors {size_st / 2**30:.2f} GiB, torch zip {size_pt / 2**30:.2f} GiB; "
+          "ratio = Python s / Swift s; RSS = peak resident set / file size)")
+    for failure in failures:
+        print("FAIL: " + failure)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
