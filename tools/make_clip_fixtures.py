@@ -9,6 +9,13 @@ Writes fixtures/clip/:
   openclip_gelu/         open_clip CLIP, nn.GELU (erf), safetensors + a `module.`-prefixed DataParallel .bin
   openai_jit/            an OpenAI-style TorchScript archive (ViT-tiny.pt) with the three integer buffers and
                          OpenAI's fp16 "convert_weights" mixed precision, plus the same state dict as a torch.save .pt
+  hf_text/               transformers CLIPTextModel (no projection, gelu) as saved by transformers 5.24, whose
+                         keys have no `text_model.` prefix; pytorch_model.bin holds the same weights under the
+                         older `text_model.`-prefixed names (both load in transformers)
+  hf_text_projection/    transformers CLIPTextModelWithProjection (quick_gelu): model.safetensors as 5.24 saves
+                         it (this class keeps `text_model.`), pytorch_model.bin with the prefix stripped
+  hf_text*.reference.safetensors  {"component": "clip-text"}: inputs.input_ids, outputs.last_hidden_state,
+                         outputs.pooler_output (+ outputs.text_embeds with a projection)
   <name>.reference.safetensors   a reference bundle per model: inputs.pixel_values, inputs.input_ids,
                          outputs.image_embeds, outputs.text_embeds, outputs.logits_per_image; __metadata__
                          {"component": "clip"}
@@ -24,8 +31,9 @@ import sys
 import torch
 
 import open_clip  # noqa: E402
+from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
-from transformers import CLIPConfig, CLIPModel  # noqa: E402
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "clip")
 VOCAB = 1000  # tiny vocabulary; the EOT id (999) is the largest id, as in real CLIP, so argmax pooling agrees
@@ -233,11 +241,92 @@ def openai_jit():
         json.dump({k: str(v.dtype).replace("torch.", "") for k, v in state.items()}, f, indent=1, sort_keys=True)
 
 
+def text_state_variant(state, prefixed):
+    """The same tensors with or without the `text_model.` prefix (text_projection stays at the root)."""
+    out = {}
+    for k, v in state.items():
+        bare = k[len("text_model."):] if k.startswith("text_model.") else k
+        out[("text_model." + bare) if prefixed and not bare.startswith("text_projection") else bare] = v.contiguous()
+    return out
+
+
+def hf_text_models():
+    for name, cls, act, seed in [("hf_text", CLIPTextModel, "gelu", 40),
+                                 ("hf_text_projection", CLIPTextModelWithProjection, "quick_gelu", 50)]:
+        config = CLIPTextConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                num_attention_heads=4, max_position_embeddings=16, bos_token_id=998,
+                                eos_token_id=999, pad_token_id=0, hidden_act=act, projection_dim=16)
+        torch.manual_seed(seed)
+        model = cls(config).eval()
+        randomize(model, seed + 1)
+        out_dir = fresh_dir(name)
+        model.save_pretrained(out_dir)
+        saved = set(safe_open(os.path.join(out_dir, "model.safetensors"), "pt").keys())
+        has_prefix = any(k.startswith("text_model.") for k in saved)
+        # transformers 5.24: CLIPTextModel drops the prefix, CLIPTextModelWithProjection keeps it.
+        assert has_prefix == (cls is CLIPTextModelWithProjection), sorted(saved)[:3]
+        # The .bin holds the other naming, so both spellings are covered for both classes.
+        torch.save(text_state_variant(model.state_dict(), prefixed=not has_prefix),
+                   os.path.join(out_dir, "pytorch_model.bin"))
+        ids = text_ids(16, seed + 2)
+        with torch.no_grad():
+            out = model(input_ids=ids)
+            # Both files must load in transformers itself with identical outputs.
+            for use_safetensors in (True, False):
+                again = cls.from_pretrained(out_dir, use_safetensors=use_safetensors).eval()
+                check = again(input_ids=ids)
+                assert torch.equal(check.last_hidden_state, out.last_hidden_state), (name, use_safetensors)
+        tensors = {"inputs.input_ids": ids.contiguous(),
+                   "outputs.last_hidden_state": out.last_hidden_state.contiguous()}
+        if cls is CLIPTextModelWithProjection:
+            with torch.no_grad():
+                pooled = model.text_model(input_ids=ids).pooler_output
+            tensors["outputs.pooler_output"] = pooled.contiguous()
+            tensors["outputs.text_embeds"] = out.text_embeds.contiguous()
+        else:
+            tensors["outputs.pooler_output"] = out.pooler_output.contiguous()
+        save_file(tensors, os.path.join(ROOT, f"{name}.reference.safetensors"), metadata={"component": "clip-text"})
+
+
+def tower_totals(named_parameters, vision_prefixes):
+    """Parameter totals per tower as models.md §1.9 counts them (projections with their tower)."""
+    totals = {"vision": 0, "text": 0, "other": 0}
+    for name, p in named_parameters:
+        if name.startswith(vision_prefixes):
+            totals["vision"] += p.numel()
+        elif name == "logit_scale":
+            totals["other"] += p.numel()
+        else:
+            totals["text"] += p.numel()
+    totals["total"] = sum(totals.values())
+    return totals
+
+
+def parameter_counts():
+    """What `inspect` must report per tower, counted on the models the real libraries load from the fixtures."""
+    counts = {}
+    for name in ["hf", "hf_gelu_fp16mix"]:
+        model = CLIPModel.from_pretrained(os.path.join(ROOT, name))
+        counts[name] = tower_totals(model.named_parameters(), ("vision_model.", "visual_projection."))
+    counts["hf_text"] = tower_totals(CLIPTextModel.from_pretrained(os.path.join(ROOT, "hf_text")).named_parameters(), ("-",))
+    counts["hf_text_projection"] = tower_totals(
+        CLIPTextModelWithProjection.from_pretrained(os.path.join(ROOT, "hf_text_projection")).named_parameters(), ("-",))
+    for name in ["openclip_quickgelu", "openclip_gelu"]:
+        model = open_clip.create_model(f"local-dir:{os.path.join(ROOT, name)}")
+        counts[name] = tower_totals(model.named_parameters(), ("visual.",))
+    jit = torch.jit.load(os.path.join(ROOT, "openai_jit", "ViT-tiny.pt"))
+    counts["openai_jit"] = tower_totals(jit.named_parameters(), ("visual.",))
+    with open(os.path.join(ROOT, "parameter_counts.json"), "w") as f:
+        json.dump(counts, f, indent=1, sort_keys=True)
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     hf_models()
+    hf_text_models()
     openclip_models()
     openai_jit()
+    parameter_counts()
     total = 0
     for dirpath, _, files in os.walk(ROOT):
         for f in files:

@@ -13,11 +13,13 @@ struct EmbedCommand: ParsableCommand {
         discussion: """
         Images are decoded (JPEG, PNG), resized (bicubic, shortest side), centre-cropped and normalised as CLIP \
         does. Embeddings are projected and unnormalised; with --output they are written as a safetensors file \
-        (image_embeds or text_embeds, [N, E]), otherwise printed with their cosine similarities.
+        (image_embeds or text_embeds, [N, E]), otherwise printed with their cosine similarities. A standalone \
+        text encoder (transformers CLIPTextModel[WithProjection]) embeds texts only: projected when it has a \
+        projection, else its pooled output (pooler_output, [N, W]).
         """
     )
 
-    @Argument(help: "The CLIP model: a file or folder in any supported layout.")
+    @Argument(help: "The CLIP model (or a CLIP text encoder): a file or folder in any supported layout.")
     var model: String
 
     @Option(name: .customLong("image"), parsing: .upToNextOption, help: "Image files.")
@@ -32,26 +34,37 @@ struct EmbedCommand: ParsableCommand {
     @Option(help: "Write the embeddings to this safetensors file.")
     var output: String?
 
+    /// Image or text embeddings from a full CLIP, or text embeddings from a text tower alone.
+    func embed(_ loaded: LoadedCLIPModel) throws -> (String, Tensor) {
+        switch loaded {
+        case .full(let clip):
+            for note in clip.notes { printError("note: \(note)") }
+            if !images.isEmpty {
+                let preprocessor = try CLIPPreprocessor(resolution: clip.model.configuration.vision.imageSize)
+                let batch = try preprocessor.processBatch(paths: images)
+                return ("image_embeds", try clip.model.encodeImage(Tensor(shape: batch.shape, data: batch.values)))
+            }
+            let ids = try CLIPTokenizer().tokenize(texts, contextLength: clip.model.configuration.text.contextLength)
+            return ("text_embeds", try clip.model.encodeText(ids))
+        case .textOnly(let text):
+            for note in text.notes { printError("note: \(note)") }
+            guard images.isEmpty else {
+                throw ValidationError("\(model) is a CLIP text encoder without a vision tower: it embeds --text only, not --image")
+            }
+            let ids = try CLIPTokenizer().tokenize(texts, contextLength: text.encoder.configuration.contextLength)
+            // Projected (text_embeds) when the tower has a projection, else the pooled state (pooler_output).
+            return (text.encoder.projectionDimension == nil ? "pooler_output" : "text_embeds", try text.encoder.embed(ids))
+        }
+    }
+
     func validate() throws {
         guard images.isEmpty != texts.isEmpty else { throw ValidationError("give either --image files or --text strings") }
     }
 
     func run() throws {
         try reportingErrors {
-            let loaded = try CLIPLoader.load(model, configuration: config)
-            for note in loaded.notes { printError("note: \(note)") }
-            let clip = loaded.model
-            let (name, embeddings): (String, Tensor) = try withNoGrad {
-                if !images.isEmpty {
-                    let preprocessor = try CLIPPreprocessor(resolution: clip.configuration.vision.imageSize)
-                    let batch = try preprocessor.processBatch(paths: images)
-                    return ("image_embeds", try clip.encodeImage(Tensor(shape: batch.shape, data: batch.values)))
-                }
-                let tokenizer = try CLIPTokenizer()
-                let context = clip.configuration.text.contextLength
-                let ids = try tokenizer.tokenize(texts, contextLength: context)
-                return ("text_embeds", try clip.encodeText(ids))
-            }
+            let loaded = try CLIPLoader.loadAny(model, configuration: config)
+            let (name, embeddings) = try withNoGrad { try embed(loaded) }
             if let output {
                 try SafetensorsWriter.write([SafetensorsWriter.Tensor(name: name, shape: embeddings.shape, floats: embeddings.scalars)],
                                             metadata: ["model": model], to: output)

@@ -1,11 +1,16 @@
 import ArgumentParser
+import Checkpoints
 import Foundation
 import WeightsIO
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "List the tensors of a weights file or folder: names, dtypes, shapes, sizes and metadata."
+        abstract: "List the tensors of a weights file or folder: names, dtypes, shapes, sizes and metadata.",
+        discussion: """
+        For a CLIP (full or text tower alone, any layout) it also reports the layout, the architecture, \
+        where the heads and activation came from, and parameter totals per tower.
+        """
     )
 
     @Argument(help: "A weights file (any supported format), a sharded index, or a model/pipeline folder.")
@@ -14,13 +19,18 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
+    @Option(help: "A CLIP configuration file (transformers config.json or OpenCLIP config) for the architecture report.")
+    var config: String?
+
     func run() throws {
         try reportingErrors {
             let store = try WeightsReader.open(path)
+            let clip = clipDescription(store)
             if json {
-                print(try jsonReport(store))
+                print(try jsonReport(store, clip: clip))
             } else {
                 print(textReport(store))
+                if let clip { print(clipReport(clip)) }
                 if let report = stableDiffusionReport() { print(report) }
             }
         }
@@ -50,7 +60,37 @@ struct InspectCommand: ParsableCommand {
         return lines.joined(separator: "\n")
     }
 
-    func jsonReport(_ store: WeightStore) throws -> String {
+    /// The CLIP report, or nil for other models. A CLIP whose description fails (e.g. a broken
+    /// configuration file beside it) still gets its tensor table; the reason goes to stderr.
+    func clipDescription(_ store: WeightStore) -> CLIPDescription? {
+        do {
+            return try CLIPLoader.describe(store: store, path: path, configuration: config)
+        } catch {
+            printError("note: not described as a CLIP: \(error)")
+            return nil
+        }
+    }
+
+    func clipReport(_ d: CLIPDescription) -> String {
+        func heads(_ value: Int?) -> String { value.map(String.init) ?? "?" }
+        var lines = ["", "layout:       \(d.layout.rawValue) (CLIP, \(d.towers == "text" ? "text tower only" : "image + text"))",
+                     "architecture: \(d.architecture)"]
+        if let v = d.vision {
+            lines.append("vision:       width \(v.width), \(v.layers) layers, \(heads(v.heads)) heads, patch \(v.patchSize), image \(v.imageSize), MLP \(v.mlpWidth)")
+        }
+        let t = d.text
+        lines.append("text:         width \(t.width), \(t.layers) layers, \(heads(t.heads)) heads, context \(t.contextLength), vocabulary \(t.vocabularySize), MLP \(t.mlpWidth)")
+        lines.append("embed:        \(d.embedDimension.map(String.init) ?? "none (no projection)")")
+        lines.append("activation:   \(d.activation?.rawValue ?? "?")")
+        lines.append("heads from:   \(d.headsSource)")
+        if d.activationSource != d.headsSource { lines.append("activation from: \(d.activationSource)") }
+        let p = d.parameters
+        lines.append("parameters:   \(Formatting.count(p.total)) (vision \(Formatting.count(p.vision)), text \(Formatting.count(p.text)), other \(Formatting.count(p.other)))")
+        if !d.dropped.isEmpty { lines.append("ignored:      \(d.dropped.count) derived buffer(s): " + d.dropped.prefix(4).joined(separator: "; ") + (d.dropped.count > 4 ? "; …" : "")) }
+        return lines.joined(separator: "\n")
+    }
+
+    func jsonReport(_ store: WeightStore, clip: CLIPDescription?) throws -> String {
         struct Entry: Encodable { let name: String; let dtype: String; let shape: [Int]; let bytes: Int }
         struct Report: Encodable {
             let path: String
@@ -61,10 +101,11 @@ struct InspectCommand: ParsableCommand {
             let tensorCount: Int
             let elementCount: Int
             let byteCount: Int
+            let clip: CLIPDescription?
         }
         let report = Report(path: path, format: store.format.rawValue, files: store.sources, metadata: store.metadata,
                             tensors: store.orderedRecords.map { Entry(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) },
-                            tensorCount: store.count, elementCount: store.totalElements, byteCount: store.totalBytes)
+                            tensorCount: store.count, elementCount: store.totalElements, byteCount: store.totalBytes, clip: clip)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(report), as: UTF8.self)

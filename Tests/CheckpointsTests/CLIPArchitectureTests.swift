@@ -7,7 +7,10 @@ import Tensors
 
 /// Architecture inference on the name/shape manifests of real released CLIPs.
 final class CLIPArchitectureTests: XCTestCase {
-    func canonicalShapes(_ manifest: String) throws -> [String: [Int]] {
+    func canonicalShapes(_ manifest: String) throws -> [String: [Int]] { try Self.canonicalShapes(manifest) }
+
+    /// HF names and shapes of a released model's manifest.
+    static func canonicalShapes(_ manifest: String) throws -> [String: [Int]] {
         let url = CLIPCheckpointTests.root.appendingPathComponent("fixtures/manifests/\(manifest)")
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
         let rows = try XCTUnwrap(json["rows"] as? [[Any]])

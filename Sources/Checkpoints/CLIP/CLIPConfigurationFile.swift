@@ -13,10 +13,12 @@ public enum CLIPConfigurationFile {
         throw CheckpointError(file: path, "not a CLIP configuration (expected transformers' config.json with text_config/vision_config, or OpenCLIP's model_cfg)")
     }
 
-    /// A transformers `CLIPTextConfig` (a standalone text encoder's config.json).
+    /// The text tower's configuration: from a transformers `CLIPTextConfig` (a standalone text encoder's
+    /// config.json), or the text part of a full transformers or OpenCLIP configuration.
     public static func readText(_ path: String) throws -> CLIPTextConfiguration {
         let object = try jsonObject(path)
         if let text = object["text_config"] as? [String: Any] { return huggingFaceText(text) }
+        if object["model_cfg"] != nil || object["text_cfg"] != nil { return try read(path).text }
         return huggingFaceText(object)
     }
 

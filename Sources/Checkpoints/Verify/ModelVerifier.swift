@@ -16,7 +16,7 @@ public enum ModelVerifier {
 
     /// Component name → how to load its model and run the bundle. Other model families register here.
     nonisolated(unsafe) public static var runners: [String: Runner] = [
-        "clip": runCLIP,
+        "clip": runCLIP, "clip-text": CLIPTextRunner.run,
         "unet": StableDiffusionRunners.unet, "vae-encoder": StableDiffusionRunners.vaeEncoder,
         "vae-decoder": StableDiffusionRunners.vaeDecoder, "text-encoder": StableDiffusionRunners.textEncoder,
     ]

@@ -44,7 +44,14 @@ public final class CLIPTextTransformer {
 
     /// The pooled state [B, W] at each row's end token.
     public func pooled(_ ids: [[Int]]) throws -> Tensor {
-        let states = try hiddenStates(ids)
+        try pool(hiddenStates(ids), ids: ids)
+    }
+
+    /// The rows of `states` [B, L, W] (from `hiddenStates(ids)`) at each row's end token: [B, W].
+    public func pool(_ states: Tensor, ids: [[Int]]) throws -> Tensor {
+        guard states.rank == 3, states.shape[0] == ids.count, states.shape[1] == (ids.first?.count ?? 0) else {
+            throw ModelError.invalidInput("hidden states \(states.shape) do not match \(ids.count) rows of \(ids.first?.count ?? 0) ids")
+        }
         let positions = try ids.map { try poolingPosition($0) }
         return try gatherRows(states, positions: positions)
     }
