@@ -60,17 +60,35 @@ public enum StridedGather {
         }
         let innerExtent = record.shape[rank - 1]
         let innerStride = record.strides[rank - 1]
+        // Transposed views (rows strided, columns packed in the source: `w.t()`): walking output rows
+        // reads one element per cache line. Instead copy bands of whole rows column by column, so each
+        // source read is a packed run of `band` elements and the writes stay in a small output window.
+        let rowStride = rank >= 2 ? record.strides[rank - 2] : 0
+        let band = 64 / size
+        let tiled = rank >= 2 && rowStride == 1 && innerStride != 1 && innerExtent > 1
         var output = destination
         var left = elements.count
         while left > 0 {
-            let run = min(left, innerExtent - index[rank - 1])
-            copyRun(from: base + offset * size, stride: innerStride * size, count: run, size: size, to: output)
-            output += run * size
-            left -= run
-            if left == 0 { break }
+            if tiled, index[rank - 1] == 0, left >= band * innerExtent, index[rank - 2] + band <= record.shape[rank - 2] {
+                copyTile(from: base + offset * size, columnStride: innerStride * size, rows: band, columns: innerExtent,
+                         size: size, to: output)
+                output += band * innerExtent * size
+                left -= band * innerExtent
+                if left == 0 { break }
+                // Stand on the band's last row; the carry below moves to the next row as usual.
+                offset += (band - 1) * rowStride
+                index[rank - 2] += band - 1
+            } else {
+                let run = min(left, innerExtent - index[rank - 1])
+                copyRun(from: base + offset * size, stride: innerStride * size, count: run, size: size, to: output)
+                output += run * size
+                left -= run
+                if left == 0 { break }
+                // Back to the start of this row.
+                offset -= index[rank - 1] * innerStride
+                index[rank - 1] = 0
+            }
             // Advance to the start of the next row, carrying into outer axes.
-            offset += (innerExtent - index[rank - 1]) * innerStride - innerExtent * innerStride
-            index[rank - 1] = 0
             var axis = rank - 2
             while axis >= 0 {
                 index[axis] += 1
@@ -106,6 +124,33 @@ public enum StridedGather {
         case 2: copyElements(source, stride, count, UInt16.self, destination)
         case 4: copyElements(source, stride, count, UInt32.self, destination)
         default: copyElements(source, stride, count, UInt64.self, destination)
+        }
+    }
+
+    /// Copies `rows` × `columns` elements where the source holds each column packed (`rows` elements)
+    /// and columns `columnStride` bytes apart, into row-major output.
+    @inline(__always)
+    private static func copyTile(from source: UnsafeRawPointer, columnStride: Int, rows: Int, columns: Int, size: Int,
+                                 to destination: UnsafeMutableRawPointer) {
+        switch size {
+        case 1: copyTile(source, columnStride, rows, columns, UInt8.self, destination)
+        case 2: copyTile(source, columnStride, rows, columns, UInt16.self, destination)
+        case 4: copyTile(source, columnStride, rows, columns, UInt32.self, destination)
+        default: copyTile(source, columnStride, rows, columns, UInt64.self, destination)
+        }
+    }
+
+    @inline(__always)
+    private static func copyTile<T>(_ source: UnsafeRawPointer, _ columnStride: Int, _ rows: Int, _ columns: Int, _: T.Type,
+                                    _ destination: UnsafeMutableRawPointer) {
+        let size = MemoryLayout<T>.size
+        let rowBytes = columns * size
+        for column in 0..<columns {
+            let from = source + column * columnStride
+            let to = destination + column * size
+            for row in 0..<rows {
+                to.storeBytes(of: from.loadUnaligned(fromByteOffset: row * size, as: T.self), toByteOffset: row * rowBytes, as: T.self)
+            }
         }
     }
 
