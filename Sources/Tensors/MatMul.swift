@@ -1,6 +1,11 @@
 import COpenBLAS
 
 /// Row-major C = alpha·op(A)·op(B) + beta·C through OpenBLAS; transposes are flags, never copies.
+///
+/// Large products are split into row (or column) blocks of C across the engine's own workers, each
+/// block one single-threaded sgemm. OpenBLAS's own threads stay off: after every call they spin for
+/// a while, and that spinning starved the parallel loops that follow a GEMM (attention's softmax ran
+/// 3–4× slower with 2 OpenBLAS threads than with 1).
 @inline(__always)
 func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -12,8 +17,29 @@ func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
         return
     }
     Threading.configureBLASIfNeeded()
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    let single = { (m: Int, n: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) in
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+    // Below ~2 MFLOP a split costs more in dispatch than it saves.
+    let minimumBlock = 32
+    guard Threading.threadCount > 1, m * n * k >= 1 << 20, max(m, n) >= 2 * minimumBlock else {
+        single(m, n, a, b, c)
+        return
+    }
+    if m >= n {
+        // Row blocks of C: rows of op(A).
+        parallelFor(m, grain: minimumBlock) { rows in
+            let blockA = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+            single(rows.count, n, blockA, b, c + rows.lowerBound * ldc)
+        }
+    } else {
+        // Column blocks of C: columns of op(B).
+        parallelFor(n, grain: minimumBlock) { columns in
+            let blockB = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+            single(m, columns.count, a, blockB, c + columns.lowerBound)
+        }
+    }
 }
 
 extension Tensor {

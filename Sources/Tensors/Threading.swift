@@ -2,7 +2,8 @@ import COpenBLAS
 import Dispatch
 import Foundation
 
-/// How many threads the engine uses: OpenBLAS's GEMM threads and the width of `parallelFor`.
+/// How many threads the engine uses: the width of `parallelFor`, which also splits large GEMMs into
+/// blocks (OpenBLAS itself runs single-threaded inside each block; see `gemm`).
 /// The default is `SDSCLIP_THREADS` when set to a positive integer, otherwise the core count.
 public enum Threading {
     private final class Settings: @unchecked Sendable {
@@ -23,21 +24,19 @@ public enum Threading {
         return settings.count
     }
 
-    /// Sets both the OpenBLAS thread count and the parallel-loop width (values below 1 mean 1).
+    /// Sets the number of worker threads for parallel loops and GEMM blocks (values below 1 mean 1).
     public static func setThreadCount(_ count: Int) {
         settings.lock.lock()
         defer { settings.lock.unlock() }
         settings.count = max(1, count)
-        openblas_set_num_threads(Int32(settings.count))
-        settings.blasConfigured = true
     }
 
-    /// Called before every GEMM: applies the configured count to OpenBLAS once.
+    /// Called before every GEMM: turns OpenBLAS's own threading off once (the engine splits GEMMs itself).
     static func configureBLASIfNeeded() {
         settings.lock.lock()
         defer { settings.lock.unlock() }
         if !settings.blasConfigured {
-            openblas_set_num_threads(Int32(settings.count))
+            openblas_set_num_threads(1)
             settings.blasConfigured = true
         }
     }
@@ -45,7 +44,8 @@ public enum Threading {
 
 /// Runs `body` over `0..<count` split into contiguous ranges, one per worker. Work smaller than
 /// `grain` elements per worker stays on the calling thread, where dispatch would cost more than it saves.
-/// Never call BLAS from inside `body`: OpenBLAS already parallelises GEMM itself.
+/// `body` must not start another parallelFor (GEMM calls inside are fine only through `gemm` on
+/// a single worker's block; `gemm` itself splits work, so call it from the calling thread).
 @inline(__always)
 func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
     let workers = min(Threading.threadCount, count / max(grain, 1))

@@ -48,6 +48,44 @@ final class KernelAccuracyTests: XCTestCase {
         XCTAssertTrue(masked.allSatisfy(\.isNaN))
     }
 
+    /// Large products are split into row or column blocks across workers; every transpose combination
+    /// and both split directions must agree with a Double reference.
+    func testBlockedGemmMatchesDoubleReference() throws {
+        let original = Threading.threadCount
+        defer { Threading.setThreadCount(original) }
+        for threads in [1, 2, 3] {
+            Threading.setThreadCount(threads)
+            for (m, n, k) in [(150, 90, 120), (70, 190, 100)] {
+                for transA in [false, true] {
+                    for transB in [false, true] {
+                        let a = Tensor.randn(shape: transA ? [k, m] : [m, k], seed: 40)
+                        let b = Tensor.randn(shape: transB ? [n, k] : [k, n], seed: 41)
+                        var c = Tensor(shape: [m, n], fill: 0.5)
+                        let pc = c.storage.pointer
+                        gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.75,
+                             a: a.storage.pointer, lda: transA ? m : k, b: b.storage.pointer, ldb: transB ? k : n,
+                             beta: 2, c: pc, ldc: n)
+                        let pa = a.scalars, pb = b.scalars
+                        var worst = 0.0
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                var sum = 0.0
+                                for p in 0..<k {
+                                    let av = Double(transA ? pa[p * m + i] : pa[i * k + p])
+                                    let bv = Double(transB ? pb[j * k + p] : pb[p * n + j])
+                                    sum += av * bv
+                                }
+                                worst = max(worst, abs(Double(pc[i * n + j]) - (0.75 * sum + 1)))
+                            }
+                        }
+                        XCTAssertLessThan(worst, 1e-4, "threads \(threads) m \(m) n \(n) transA \(transA) transB \(transB)")
+                        c.node = nil
+                    }
+                }
+            }
+        }
+    }
+
     func testStackMatchesReshapeAndConcat() throws {
         let a = try Tensor(shape: [2], data: [1, 2]), b = try Tensor(shape: [2], data: [3, 4])
         XCTAssertEqual(try stack([a, b], axis: 0).scalars, [1, 2, 3, 4])
