@@ -49,19 +49,14 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if let layout { return try convertToLayout(layout, configuration: config, extractEMA: ema) }
-            let store = try WeightsReader.open(input)
-            let tensors = try store.orderedRecords.map { record -> SafetensorsWriter.Tensor in
-                let target = record.dtype.isFloatingPoint ? dtype.dtype : nil
-                return try SafetensorsWriter.Tensor(record: record, castTo: target)
-            }
-            var metadata = store.format == .safetensors || store.format == .shardedSafetensors ? store.metadata : [:]
-            if metadata["format"] == nil { metadata["format"] = "pt" }
-            let progress = (quiet || store.totalBytes < 64 << 20) ? nil : ProgressLine(label: "convert")
-            try SafetensorsWriter.write(tensors, metadata: metadata, to: output) { done, total in
-                progress?.update(done: done, total: total)
+            let quiet = self.quiet
+            let summary = try WeightsConverter.convert(input: input, output: output, dtype: dtype.dtype) { store in
+                guard !quiet, store.totalBytes >= 64 << 20 else { return nil }
+                let line = ProgressLine(label: "convert")
+                return { done, total in line.update(done: done, total: total) }
             }
             if !quiet {
-                printError("wrote \(output): \(store.count) tensors, \(Formatting.bytes(store.totalBytes)) read from \(store.format.rawValue)")
+                printError("wrote \(output): \(summary.tensorCount) tensors, \(Formatting.bytes(summary.bytesRead)) read from \(summary.format.rawValue)")
             }
         }
     }

@@ -18,6 +18,7 @@ What is measured (best of --repeats, page cache warmed first by reading both fil
     Python: torch.load(IN, weights_only=True) + safetensors.torch.save_file(sd, OUT) (for the
             safetensors input: safetensors.torch.load_file + save_file). No fsync.
   The two outputs must be byte-identical. The previous output is deleted before each run (untimed).
+  A third case converts 128 MiB of transposed views (torch zip; Python packs them with .contiguous()).
 - peak RSS: each route runs in a fresh process; its VmHWM (peak resident set, which counts mapped file
   pages it touched) as a fraction of the checkpoint's file size.
 
@@ -71,7 +72,8 @@ def child(route, args, repeats):
             state = load_file(source)
         else:
             state = torch.load(source, weights_only=True)
-        save_file(state, output, metadata={"format": "pt"})
+        # Views (transposes) must be packed before save_file; a no-op for packed tensors.
+        save_file({k: v.contiguous() for k, v in state.items()}, output, metadata={"format": "pt"})
         if durable:  # what the Swift writer guarantees before its rename: the data is on disk
             fd = os.open(output, os.O_RDONLY)
             try:
@@ -182,10 +184,13 @@ def main():
 
     out_swift = os.path.join(args.data, "out-swift.safetensors")
     out_python = os.path.join(args.data, "out-python.safetensors")
-    for source, size, python_label in ((pt, size_pt, "torch.load+save_file"), (st, size_st, "load_file+save_file")):
+    views = os.path.join(args.data, "weights-views.pt")
+    warm(views)
+    for source, size, python_label in ((pt, size_pt, "torch.load+save_file"), (st, size_st, "load_file+save_file"),
+                                       (views, os.path.getsize(views), "torch.load+contiguous+save")):
         swift = swift_case(binary, "weights-convert", source, out_swift, n)
         python = python_route("convert", source, out_python, repeats=args.repeats)
-        label = "convert " + ("torch zip" if source == pt else "safetensors")
+        label = "convert " + {pt: "torch zip", st: "safetensors", views: "views (.t())"}[source]
         add(label, size, swift, python, python_label, check_sum=False)
         if not same_bytes(out_swift, out_python):
             failures.append(f"{label}: Swift and Python outputs differ")

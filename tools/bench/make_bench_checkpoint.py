@@ -6,6 +6,7 @@ biases), written both as safetensors (`safetensors.torch.save_file`) and as a to
 Outputs (never committed; /bench-data/ is gitignored):
   bench-data/weights-1g.safetensors
   bench-data/weights-1g.pt
+  bench-data/weights-views.pt  (128 MiB of transposed fp32 views, `w.t()`, as torch saves them)
   bench-data/weights-1g.json   (tensor count, total bytes, the seed; written last, marks the cache valid)
 
 Usage: make_bench_checkpoint.py [--out bench-data] [--force]
@@ -110,6 +111,12 @@ def main():
     st_path = os.path.join(args.out, "weights-1g.safetensors")
     pt_path = os.path.join(args.out, "weights-1g.pt")
     info_path = os.path.join(args.out, "weights-1g.json")
+    views_path = os.path.join(args.out, "weights-views.pt")
+    if args.force or not os.path.exists(views_path):
+        generator = torch.Generator().manual_seed(SEED + 1)
+        views = {f"proj.{i}.weight": torch.randn(1024, 2048, generator=generator).t() for i in range(16)}
+        torch.save(views, views_path + ".tmp")
+        os.replace(views_path + ".tmp", views_path)
     if not args.force and os.path.exists(info_path) and os.path.exists(st_path) and os.path.exists(pt_path):
         with open(info_path) as f:
             if json.load(f) == want:
