@@ -26,6 +26,21 @@ for pair in "hf:hf" "hf/pytorch_model.bin:hf" "hf_gelu_fp16mix:hf_gelu_fp16mix" 
   $BIN verify "fixtures/clip/$model" "fixtures/clip/$bundle.reference.safetensors" | tail -n 1
 done
 
+step "verify Stable Diffusion components against diffusers (pipeline folder, single-file checkpoint, EMA copy)"
+for bundle in unet_sd1 vae_encoder vae_decoder text_sd1; do
+  printf '%-48s ' "sd1_diffusers : $bundle"
+  $BIN verify fixtures/sd/sd1_diffusers "fixtures/sd/$bundle.reference.safetensors" | tail -n 1
+done
+printf '%-48s ' "sd1_tiny.ckpt : unet_sd1_ema"
+$BIN verify fixtures/sd/sd1_tiny.ckpt fixtures/sd/unet_sd1_ema.reference.safetensors --config fixtures/sd/sd1_diffusers | tail -n 1
+
+step "convert an SD2 single file to a diffusers folder, then verify the folder"
+$BIN convert fixtures/sd/sd2_tiny.safetensors "$OUT/sd2" --layout diffusers --config fixtures/sd/sd2_diffusers
+for bundle in unet_sd2 text_sd2; do
+  printf '%-48s ' "converted sd2 : $bundle"
+  $BIN verify "$OUT/sd2" "fixtures/sd/$bundle.reference.safetensors" | tail -n 1
+done
+
 step "tokenize as open_clip does"
 $BIN tokenize "a photo of an astronaut riding a horse on mars" --context-length 16
 
