@@ -74,25 +74,30 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
     var logSumExp = Tensor(uninitializedShape: [batches * heads * queries])
     let pq = q.storage.pointer, pk = k.storage.pointer, pv = v.storage.pointer
     let po = output.storage.pointer, plse = logSumExp.storage.pointer
-    let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
-    defer { scores.deallocate() }
-    for bh in 0..<(batches * heads) {
+    // With at least one (batch, head) per worker, heads run in parallel with single-threaded GEMMs
+    // and no synchronisation per chunk; otherwise each head's GEMMs and softmax rows are split.
+    let pairs = batches * heads
+    let headParallel = Threading.threadCount > 1 && pairs >= Threading.threadCount
+    func forwardHead(_ bh: Int, scores: UnsafeMutablePointer<Float>) {
         let (b, h) = (bh / heads, bh % heads)
         let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
         var start = 0
         while start < queries {
             let rows = min(chunk, queries - start)
             gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qh + start * depth, lda: depth,
-                 b: kh, ldb: depth, c: scores, ldc: keys)
+                 b: kh, ldb: depth, c: scores, ldc: keys, split: !headParallel)
             maskReader.apply(to: scores, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
             let lseRow = plse + bh * queries + start
-            parallelFor(rows, grain: max(1, 4096 / keys)) { range in
+            rowLoop(rows, parallel: !headParallel, grain: max(1, 4096 / keys)) { range in
                 for r in range { lseRow[r] = softmaxRow(from: scores + r * keys, to: scores + r * keys, keys) }
             }
             gemm(transA: false, transB: false, m: rows, n: valueDepth, k: keys, a: scores, lda: keys,
-                 b: vh, ldb: valueDepth, c: po + (bh * queries + start) * valueDepth, ldc: valueDepth)
+                 b: vh, ldb: valueDepth, c: po + (bh * queries + start) * valueDepth, ldc: valueDepth, split: !headParallel)
             start += rows
         }
+    }
+    forEachHead(pairs, parallel: headParallel, scratchCount: chunk * keys, scratchBuffers: 1) { bh, scratch in
+        forwardHead(bh, scores: scratch[0])
     }
     output.node = nil
     logSumExp.node = nil
@@ -107,11 +112,9 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
         let pq = savedQ.storage.pointer, pk = savedK.storage.pointer, pv = savedV.storage.pointer, pg = g.storage.pointer
         let pdq = dq.storage.pointer, pdk = dk.storage.pointer, pdv = dv.storage.pointer
         let plse = savedLogSumExp.storage.pointer
-        let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
-        let gradScores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
-        defer { probabilities.deallocate(); gradScores.deallocate() }
         let needScores = needs[0] || needs[1]
-        for bh in 0..<(batches * heads) {
+        let headParallel = Threading.threadCount > 1 && pairs >= Threading.threadCount
+        func backwardHead(_ bh: Int, probabilities: UnsafeMutablePointer<Float>, gradScores: UnsafeMutablePointer<Float>) {
             let (b, h) = (bh / heads, bh % heads)
             let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
             var start = 0
@@ -120,10 +123,10 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 let qc = qh + start * depth, gc = pg + (bh * queries + start) * valueDepth
                 // P = exp(scale·q·kᵀ + mask − lse)
                 gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qc, lda: depth,
-                     b: kh, ldb: depth, c: probabilities, ldc: keys)
+                     b: kh, ldb: depth, c: probabilities, ldc: keys, split: !headParallel)
                 maskReader.apply(to: probabilities, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
                 let lseRow = plse + bh * queries + start
-                parallelFor(rows, grain: max(1, 4096 / keys)) { range in
+                rowLoop(rows, parallel: !headParallel, grain: max(1, 4096 / keys)) { range in
                     for r in range {
                         let line = probabilities + r * keys, shift = lseRow[r]
                         for j in 0..<keys { line[j] = fastExp(line[j] - shift) }
@@ -131,13 +134,13 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 }
                 if needs[2] {   // dV += Pᵀ·dO
                     gemm(transA: true, transB: false, m: keys, n: valueDepth, k: rows, a: probabilities, lda: keys,
-                         b: gc, ldb: valueDepth, beta: 1, c: pdv + bh * keys * valueDepth, ldc: valueDepth)
+                         b: gc, ldb: valueDepth, beta: 1, c: pdv + bh * keys * valueDepth, ldc: valueDepth, split: !headParallel)
                 }
                 if needScores {
                     // dP = dO·vᵀ; dS = P ⊙ (dP − Σ dP⊙P)
                     gemm(transA: false, transB: true, m: rows, n: keys, k: valueDepth, a: gc, lda: valueDepth,
-                         b: vh, ldb: valueDepth, c: gradScores, ldc: keys)
-                    parallelFor(rows, grain: max(1, 4096 / keys)) { range in
+                         b: vh, ldb: valueDepth, c: gradScores, ldc: keys, split: !headParallel)
+                    rowLoop(rows, parallel: !headParallel, grain: max(1, 4096 / keys)) { range in
                         for r in range {
                             let p = probabilities + r * keys, d = gradScores + r * keys
                             let rowDot = dot(p, d, keys)
@@ -146,17 +149,45 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                     }
                     if needs[0] {   // dQ = scale·dS·k
                         gemm(transA: false, transB: false, m: rows, n: depth, k: keys, alpha: alpha, a: gradScores, lda: keys,
-                             b: kh, ldb: depth, c: pdq + (bh * queries + start) * depth, ldc: depth)
+                             b: kh, ldb: depth, c: pdq + (bh * queries + start) * depth, ldc: depth, split: !headParallel)
                     }
                     if needs[1] {   // dK += scale·dSᵀ·q
                         gemm(transA: true, transB: false, m: keys, n: depth, k: rows, alpha: alpha, a: gradScores, lda: keys,
-                             b: qc, ldb: depth, beta: 1, c: pdk + bh * keys * depth, ldc: depth)
+                             b: qc, ldb: depth, beta: 1, c: pdk + bh * keys * depth, ldc: depth, split: !headParallel)
                     }
                 }
                 start += rows
             }
         }
+        // Each (batch, head) writes only its own slices of dq, dk and dv, so heads can run in parallel.
+        forEachHead(pairs, parallel: headParallel, scratchCount: chunk * keys, scratchBuffers: 2) { bh, scratch in
+            backwardHead(bh, probabilities: scratch[0], gradScores: scratch[1])
+        }
         dq.node = nil; dk.node = nil; dv.node = nil
         return [needs[0] ? dq : nil, needs[1] ? dk : nil, needs[2] ? dv : nil]
     }
+}
+
+/// Runs `body` for every (batch, head) index, either spread over the workers (each with its own
+/// scratch buffers) or sequentially with one set of buffers.
+private func forEachHead(_ count: Int, parallel: Bool, scratchCount: Int, scratchBuffers: Int,
+                         _ body: (Int, [UnsafeMutablePointer<Float>]) -> Void) {
+    func withScratch(_ run: ([UnsafeMutablePointer<Float>]) -> Void) {
+        let buffers = (0..<scratchBuffers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1)) }
+        defer { buffers.forEach { $0.deallocate() } }
+        run(buffers)
+    }
+    if parallel {
+        parallelFor(count, grain: 1) { range in
+            withScratch { buffers in for index in range { body(index, buffers) } }
+        }
+    } else {
+        withScratch { buffers in for index in 0..<count { body(index, buffers) } }
+    }
+}
+
+/// A row loop that is split over the workers only when asked (not inside an already-parallel region).
+@inline(__always)
+private func rowLoop(_ rows: Int, parallel: Bool, grain: Int, _ body: (Range<Int>) -> Void) {
+    if parallel { parallelFor(rows, grain: grain, body) } else if rows > 0 { body(0..<rows) }
 }

@@ -2,14 +2,15 @@ import COpenBLAS
 
 /// Row-major C = alpha·op(A)·op(B) + beta·C through OpenBLAS; transposes are flags, never copies.
 ///
-/// Large products are split into row (or column) blocks of C across the engine's own workers, each
+/// Large products are split (unless `split` is false: callers already inside a parallel region)
+/// into row (or column) blocks of C across the engine's own workers, each
 /// block one single-threaded sgemm. OpenBLAS's own threads stay off: after every call they spin for
 /// a while, and that spinning starved the parallel loops that follow a GEMM (attention's softmax ran
 /// 3–4× slower with 2 OpenBLAS threads than with 1).
 @inline(__always)
 func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-          beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+          beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, split: Bool = true) {
     guard m > 0, n > 0 else { return }
     if k == 0 {
         // An empty sum: C = beta·C (and exactly 0 for beta 0, whatever C held before).
@@ -23,7 +24,7 @@ func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     }
     // Below ~2 MFLOP a split costs more in dispatch than it saves.
     let minimumBlock = 32
-    guard Threading.threadCount > 1, m * n * k >= 1 << 20, max(m, n) >= 2 * minimumBlock else {
+    guard split, Threading.threadCount > 1, m * n * k >= 1 << 20, max(m, n) >= 2 * minimumBlock else {
         single(m, n, a, b, c)
         return
     }
