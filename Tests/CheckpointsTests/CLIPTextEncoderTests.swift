@@ -101,6 +101,26 @@ final class CLIPTextEncoderTests: XCTestCase {
         XCTAssertTrue(report.passed)
     }
 
+    func testPoolingStopsAtTheLastEndTokenExactly() throws {
+        // Rows end at positions 4 and 12 of 16, so pooled() runs 13 positions; the result must be the
+        // full run's states at the end tokens (causal attention), and the bundle's pooler_output.
+        let loaded = try CLIPLoader.loadText(fixture("hf_text"))
+        let bundle = try ReferenceBundle(path: fixture("hf_text.reference.safetensors"))
+        let ids = try bundle.idRows("input_ids")
+        XCTAssertEqual(ids.map { $0.firstIndex(of: 999) }, [4, 12])
+        let transformer = loaded.encoder.transformer
+        let (short, full) = try withNoGrad { (try transformer.pooled(ids), try transformer.pool(transformer.hiddenStates(ids), ids: ids)) }
+        let shortcut = Tolerance(absolute: 0, relative: 1e-5).compare(name: "pooled", computed: short, expected: full)
+        XCTAssertTrue(shortcut.passed, "relative \(shortcut.relativeError)")
+        XCTAssertTrue(tolerance.compare(name: "pooler_output", computed: short, expected: try bundle.expected("pooler_output")).passed)
+        // A bad id after the end token is never run, but is still refused.
+        var bad = ids
+        bad[0][15] = 5000
+        XCTAssertThrowsError(try withNoGrad { try transformer.pooled(bad) }) { error in
+            XCTAssertTrue("\(error)".contains("5000"), "\(error)")
+        }
+    }
+
     func testWrongActivationIsCaught() throws {
         // hf_text uses GELU; forcing QuickGELU must move the outputs well past the tolerance.
         let loaded = try CLIPLoader.loadText(fixture("hf_text"), activation: .quickGELU)
