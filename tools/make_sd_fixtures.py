@@ -446,9 +446,7 @@ def write_unet_reference(name, unet, weights_note):
     save_tensors(os.path.join(ROOT, f"{name}.reference.safetensors"), {
         "inputs.sample": sample, "inputs.timestep": timestep, "inputs.encoder_hidden_states": ehs,
         "outputs.sample": out,
-    }, {"component": "unet", "prediction": "epsilon", "timestep_dtype": "int64", "weights": weights_note,
-        # Tells `sdsclip verify` to take the EMA weights of a single file, as `--ema` does.
-        **({"extract_ema": "true"} if name.endswith("_ema") else {})})
+    }, {"component": "unet", "prediction": "epsilon", "timestep_dtype": "int64", "weights": weights_note})
     return out
 
 
