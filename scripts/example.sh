@@ -32,7 +32,7 @@ for bundle in unet_sd1 vae_encoder vae_decoder text_sd1; do
   $BIN verify fixtures/sd/sd1_diffusers "fixtures/sd/$bundle.reference.safetensors" | tail -n 1
 done
 printf '%-48s ' "sd1_tiny.ckpt : unet_sd1_ema"
-$BIN verify fixtures/sd/sd1_tiny.ckpt fixtures/sd/unet_sd1_ema.reference.safetensors --config fixtures/sd/sd1_diffusers | tail -n 1
+$BIN verify fixtures/sd/sd1_tiny.ckpt fixtures/sd/unet_sd1_ema.reference.safetensors --config fixtures/sd/sd1_diffusers --ema | tail -n 1
 
 step "convert an SD2 single file to a diffusers folder, then verify the folder"
 $BIN convert fixtures/sd/sd2_tiny.safetensors "$OUT/sd2" --layout diffusers --config fixtures/sd/sd2_diffusers
