@@ -24,7 +24,9 @@ let package = Package(
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs"),
 
         .target(name: "WeightsIO", dependencies: ["CZlib"]),
-        .target(name: "Tensors", dependencies: ["COpenBLAS"]),
+        // Row kernels (softmax exp) with runtime AVX2/FMA dispatch; the package stays baseline x86-64.
+        .target(name: "CTensorKernels"),
+        .target(name: "Tensors", dependencies: ["COpenBLAS", "CTensorKernels"]),
         // setjmp-based error handling for libjpeg/libpng, which Swift cannot express.
         .target(name: "CImageShim",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),

@@ -1,3 +1,4 @@
+import CTensorKernels
 import Foundation
 
 /// What attention may look at. `.additive` is added to the scores and must broadcast to [B, H, Lq, Lk]
@@ -74,30 +75,54 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
     var logSumExp = Tensor(uninitializedShape: [batches * heads * queries])
     let pq = q.storage.pointer, pk = k.storage.pointer, pv = v.storage.pointer
     let po = output.storage.pointer, plse = logSumExp.storage.pointer
-    // With at least one (batch, head) per worker, heads run in parallel with single-threaded GEMMs
-    // and no synchronisation per chunk; otherwise each head's GEMMs and softmax rows are split.
     let pairs = batches * heads
-    let headParallel = Threading.threadCount > 1 && pairs >= Threading.threadCount
-    func forwardHead(_ bh: Int, scores: UnsafeMutablePointer<Float>) {
-        let (b, h) = (bh / heads, bh % heads)
-        let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
-        var start = 0
-        while start < queries {
+    // Work items are (batch·head, query chunk) pairs, spread over the workers; each item's kernels run
+    // single-threaded and write only its own output rows and log-sum-exps. A worker's items are
+    // consecutive, so it packs each head's keys once for the score kernel.
+    let chunksPerHead = (queries + chunk - 1) / chunk
+    let items = pairs * chunksPerHead
+    parallelFor(items, grain: 1) { range in
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
+        let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
+        let packedKeys = UnsafeMutablePointer<Float>.allocate(capacity: sds_packed_keys_count(keys, depth))
+        defer { scores.deallocate(); inverseSums.deallocate(); packedKeys.deallocate() }
+        var packedHead = -1
+        for item in range {
+            let bh = item / chunksPerHead, start = (item % chunksPerHead) * chunk
             let rows = min(chunk, queries - start)
-            gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qh + start * depth, lda: depth,
-                 b: kh, ldb: depth, c: scores, ldc: keys, split: !headParallel)
-            maskReader.apply(to: scores, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
-            let lseRow = plse + bh * queries + start
-            rowLoop(rows, parallel: !headParallel, grain: max(1, 4096 / keys)) { range in
-                for r in range { lseRow[r] = softmaxRow(from: scores + r * keys, to: scores + r * keys, keys) }
+            let (b, h) = (bh / heads, bh % heads)
+            let qc = pq + (bh * queries + start) * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
+            if packedHead != bh {
+                sds_pack_keys(kh, keys, depth, packedKeys)
+                packedHead = bh
             }
-            gemm(transA: false, transB: false, m: rows, n: valueDepth, k: keys, a: scores, lda: keys,
-                 b: vh, ldb: valueDepth, c: po + (bh * queries + start) * valueDepth, ldc: valueDepth, split: !headParallel)
-            start += rows
+            if sds_attention_scores(qc, depth, packedKeys, scores, rows, keys, depth, alpha) == 0 {
+                gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qc, lda: depth,
+                     b: kh, ldb: depth, c: scores, ldc: keys, split: false)
+            }
+            maskReader.apply(to: scores, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
+            // Unnormalised probabilities e^(s − max); the 1/Σ goes onto the rows×Dv output instead of
+            // the rows×Lk scores (one pass over the scores fewer).
+            let lseRow = plse + bh * queries + start
+            for r in 0..<rows {
+                let line = scores + r * keys
+                let maximum = sds_row_max(line, keys)
+                // A fully masked row has no finite maximum: its sum is 0 and its output NaN, as in torch.
+                let shift = maximum.isFinite ? maximum : 0
+                let total = sds_exp_shifted_sum(line, keys, shift)
+                lseRow[r] = shift + log(total)
+                inverseSums[r] = 1 / total
+            }
+            let out = po + (bh * queries + start) * valueDepth
+            if sds_attention_values(scores, vh, out, valueDepth, rows, keys, valueDepth) == 0 {
+                gemm(transA: false, transB: false, m: rows, n: valueDepth, k: keys, a: scores, lda: keys,
+                     b: vh, ldb: valueDepth, c: out, ldc: valueDepth, split: false)
+            }
+            for r in 0..<rows {
+                let line = out + r * valueDepth, factor = inverseSums[r]
+                for j in 0..<valueDepth { line[j] *= factor }
+            }
         }
-    }
-    forEachHead(pairs, parallel: headParallel, scratchCount: chunk * keys, scratchBuffers: 1) { bh, scratch in
-        forwardHead(bh, scores: scratch[0])
     }
     output.node = nil
     logSumExp.node = nil
@@ -127,10 +152,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 maskReader.apply(to: probabilities, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
                 let lseRow = plse + bh * queries + start
                 rowLoop(rows, parallel: !headParallel, grain: max(1, 4096 / keys)) { range in
-                    for r in range {
-                        let line = probabilities + r * keys, shift = lseRow[r]
-                        for j in 0..<keys { line[j] = fastExp(line[j] - shift) }
-                    }
+                    for r in range { _ = sds_exp_shifted_sum(probabilities + r * keys, keys, lseRow[r]) }
                 }
                 if needs[2] {   // dV += Pᵀ·dO
                     gemm(transA: true, transB: false, m: keys, n: valueDepth, k: rows, a: probabilities, lda: keys,
@@ -160,7 +182,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
             }
         }
         // Each (batch, head) writes only its own slices of dq, dk and dv, so heads can run in parallel.
-        forEachHead(pairs, parallel: headParallel, scratchCount: chunk * keys, scratchBuffers: 2) { bh, scratch in
+        forEachHead(pairs, parallel: headParallel, scratchCounts: [chunk * keys, chunk * keys]) { bh, scratch in
             backwardHead(bh, probabilities: scratch[0], gradScores: scratch[1])
         }
         dq.node = nil; dk.node = nil; dv.node = nil
@@ -170,10 +192,10 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
 
 /// Runs `body` for every (batch, head) index, either spread over the workers (each with its own
 /// scratch buffers) or sequentially with one set of buffers.
-private func forEachHead(_ count: Int, parallel: Bool, scratchCount: Int, scratchBuffers: Int,
+private func forEachHead(_ count: Int, parallel: Bool, scratchCounts: [Int],
                          _ body: (Int, [UnsafeMutablePointer<Float>]) -> Void) {
     func withScratch(_ run: ([UnsafeMutablePointer<Float>]) -> Void) {
-        let buffers = (0..<scratchBuffers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1)) }
+        let buffers = scratchCounts.map { UnsafeMutablePointer<Float>.allocate(capacity: max($0, 1)) }
         defer { buffers.forEach { $0.deallocate() } }
         run(buffers)
     }

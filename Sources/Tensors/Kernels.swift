@@ -1,3 +1,4 @@
+import CTensorKernels
 import Foundation
 
 /// Small numeric building blocks shared by the ops, written so LLVM vectorises them
@@ -132,38 +133,20 @@ func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int) {
 }
 
 /// Softmax of one contiguous row from `source` into `target` (may alias); returns the row's
-/// log-sum-exp (max + log Σ exp(x − max)). Three vectorised passes: max, exp + sum, scale.
+/// log-sum-exp (max + log Σ exp(x − max)). Max and exp + sum run in CTensorKernels (AVX2/FMA when
+/// the CPU has it), then one scaling pass.
 @inline(__always)
 func softmaxRow(from source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
-    let vectorEnd = n & ~7
-    var maxLanes = SIMD8<Float>(repeating: -.infinity)
-    var i = 0
-    while i < vectorEnd {
-        let v = load8(source, i)
-        maxLanes = maxLanes.replacing(with: v, where: v .> maxLanes)
-        i += 8
-    }
-    var maximum = -Float.infinity
-    for lane in 0..<8 { maximum = max(maximum, maxLanes[lane]) }
-    while i < n { maximum = max(maximum, source[i]); i += 1 }
+    let maximum = sds_row_max(source, n)
     // A row that is entirely −∞ (fully masked) has no finite maximum; keep it NaN-free here and let
     // the sum be 0, which yields NaN probabilities exactly like torch.
     let shift = maximum.isFinite ? maximum : 0
-    var sumLanes = SIMD8<Float>()
-    var tail: Float = 0
-    i = 0
-    let shiftLanes = SIMD8<Float>(repeating: shift)
-    while i < vectorEnd {
-        let e = fastExp(load8(source, i) - shiftLanes)
-        store8(e, target, i)
-        sumLanes += e
-        i += 8
-    }
-    while i < n { let e = fastExp(source[i] - shift); target[i] = e; tail += e; i += 1 }
-    let total = sumLanes.sum() + tail
+    if UnsafePointer(target) != source { target.update(from: source, count: n) }
+    let total = sds_exp_shifted_sum(target, n, shift)
     let inverse = 1 / total
     let inverseLanes = SIMD8<Float>(repeating: inverse)
-    i = 0
+    let vectorEnd = n & ~7
+    var i = 0
     while i < vectorEnd { store8(load8(target, i) * inverseLanes, target, i); i += 8 }
     while i < n { target[i] *= inverse; i += 1 }
     return shift + log(total)

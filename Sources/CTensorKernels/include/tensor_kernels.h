@@ -1,0 +1,39 @@
+// Vectorised row kernels for the Tensors engine, with runtime CPU dispatch: an AVX2+FMA build of each
+// kernel is chosen when the CPU has it, otherwise a baseline (SSE2) build. The package itself is compiled
+// for the x86-64 baseline, so this is how the exp-heavy loops get 8-wide FMA code and stay portable.
+#ifndef SDS_TENSOR_KERNELS_H
+#define SDS_TENSOR_KERNELS_H
+
+#include <stddef.h>
+
+/// Largest element of row[0..<n] (−∞ for an empty or all −∞ row). n ≥ 0.
+float sds_row_max(const float *row, ptrdiff_t n);
+
+/// row[i] = exp(row[i] − shift) in place; returns Σ row[i] (float lanes). exp saturates to exactly 0
+/// below −87.3 (so −∞ gives 0) and the argument is capped at 88.3; ≈1 ulp (Cephes expf polynomial).
+float sds_exp_shifted_sum(float *row, ptrdiff_t n, float shift);
+
+/// Floats needed by `sds_pack_keys` for `keys` keys of `depth` values (panels of 16 keys, zero-padded).
+ptrdiff_t sds_packed_keys_count(ptrdiff_t keys, ptrdiff_t depth);
+
+/// Packs K (keys × depth, row-major) into panels of 16 keys: packed[(panel·depth + d)·16 + t] =
+/// k[(panel·16 + t)·depth + d], zero past the last key. The score kernel then reads 64 contiguous
+/// bytes per depth step (reading K transposed in place strides by whole rows and thrashes L1 sets).
+void sds_pack_keys(const float *k, ptrdiff_t keys, ptrdiff_t depth, float *packed);
+
+/// Attention score block: scores[i, j] = alpha · Σ_d q[i, d] · k[j, d] for i < rows, j < keys, with k
+/// given as `sds_pack_keys` panels. q has row stride ldq; scores row stride keys. Returns 0 (and writes
+/// nothing) when the AVX2+FMA kernels are unavailable.
+int sds_attention_scores(const float *q, ptrdiff_t ldq, const float *packedKeys, float *scores,
+                         ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth, float alpha);
+
+/// Attention value block: out[i, c] = Σ_j p[i, j] · v[j, c] for i < rows, c < depth (out overwritten).
+/// p has row stride keys, v row stride depth, out row stride ldo. Returns 0 (writes nothing) when the
+/// AVX2+FMA kernels are unavailable.
+int sds_attention_values(const float *p, const float *v, float *out, ptrdiff_t ldo,
+                         ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth);
+
+/// 1 when the AVX2+FMA kernels are in use (for the benchmark's report).
+int sds_kernels_use_avx2(void);
+
+#endif

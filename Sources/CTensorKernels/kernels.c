@@ -1,0 +1,298 @@
+#include "tensor_kernels.h"
+
+#include <math.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SDS_X86 1
+#endif
+
+// Cephes expf constants (the same as the engine's Swift fastExp).
+#define EXP_LOW -87.3f
+#define EXP_HIGH 88.3f
+#define LOG2E 1.44269504f
+#define LN2_HI 0.693359375f
+#define LN2_LO -2.12194440e-4f
+#define ROUND_MAGIC 12582912.0f   // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits
+
+static inline float exp_scalar(float x) {
+    float c = x < EXP_LOW ? EXP_LOW : (x > EXP_HIGH ? EXP_HIGH : x);
+    float shifted = c * LOG2E + ROUND_MAGIC;
+    float n = shifted - ROUND_MAGIC;
+    float r = c - n * LN2_HI - n * LN2_LO;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float poly = p * r * r + r + 1.0f;
+    union { float f; unsigned u; } s = { shifted }, scale;
+    scale.u = (s.u - 0x4B400000u + 127u) << 23;
+    return x < EXP_LOW ? 0.0f : poly * scale.f;
+}
+
+// ---- baseline builds (auto-vectorised at the package's target) ----
+
+static float row_max_base(const float *row, ptrdiff_t n) {
+    float lanes[8] = { -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) lanes[l] = row[i + l] > lanes[l] ? row[i + l] : lanes[l];
+    float m = -INFINITY;
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; i < n; i++) m = row[i] > m ? row[i] : m;
+    return m;
+}
+
+static float exp_shifted_sum_base(float *row, ptrdiff_t n, float shift) {
+    float lanes[8] = { 0 };
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) { float e = exp_scalar(row[i + l] - shift); row[i + l] = e; lanes[l] += e; }
+    float total = 0;
+    for (; i < n; i++) { float e = exp_scalar(row[i] - shift); row[i] = e; total += e; }
+    float sum = 0;
+    for (int l = 0; l < 8; l++) sum += lanes[l];
+    return sum + total;
+}
+
+#ifdef SDS_X86
+// ---- AVX2 + FMA builds ----
+
+__attribute__((target("avx2,fma")))
+static inline __m256 exp8(__m256 x) {
+    const __m256 low = _mm256_set1_ps(EXP_LOW);
+    __m256 c = _mm256_min_ps(_mm256_max_ps(x, low), _mm256_set1_ps(EXP_HIGH));
+    const __m256 magic = _mm256_set1_ps(ROUND_MAGIC);
+    __m256 shifted = _mm256_fmadd_ps(c, _mm256_set1_ps(LOG2E), magic);
+    __m256 n = _mm256_sub_ps(shifted, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), c);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 poly = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(shifted),
+                                                                       _mm256_set1_epi32(0x4B400000)),
+                                                      _mm256_set1_epi32(127)), 23);
+    __m256 result = _mm256_mul_ps(poly, _mm256_castsi256_ps(bits));
+    // x < −87.3 (including −∞) → exactly 0.
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, low, _CMP_LT_OQ), result);
+}
+
+__attribute__((target("avx2,fma")))
+static float row_max_avx2(const float *row, ptrdiff_t n) {
+    __m256 a = _mm256_set1_ps(-INFINITY), b = a;
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a = _mm256_max_ps(a, _mm256_loadu_ps(row + i));
+        b = _mm256_max_ps(b, _mm256_loadu_ps(row + i + 8));
+    }
+    for (; i + 8 <= n; i += 8) a = _mm256_max_ps(a, _mm256_loadu_ps(row + i));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_max_ps(a, b));
+    float m = -INFINITY;
+    for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; i < n; i++) m = row[i] > m ? row[i] : m;
+    return m;
+}
+
+__attribute__((target("avx2,fma")))
+static float exp_shifted_sum_avx2(float *row, ptrdiff_t n, float shift) {
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256 sumA = _mm256_setzero_ps(), sumB = _mm256_setzero_ps();
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 ea = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), s));
+        __m256 eb = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i + 8), s));
+        _mm256_storeu_ps(row + i, ea);
+        _mm256_storeu_ps(row + i + 8, eb);
+        sumA = _mm256_add_ps(sumA, ea);
+        sumB = _mm256_add_ps(sumB, eb);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), s));
+        _mm256_storeu_ps(row + i, e);
+        sumA = _mm256_add_ps(sumA, e);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_add_ps(sumA, sumB));
+    float total = 0;
+    for (; i < n; i++) { float e = exp_scalar(row[i] - shift); row[i] = e; total += e; }
+    float sum = 0;
+    for (int l = 0; l < 8; l++) sum += lanes[l];
+    return sum + total;
+}
+
+// Scores: up to 6 rows × 16 keys per register block (12 independent accumulators hide the FMA
+// latency) over one packed panel, which (depth × 64 B) stays in L1 while the chunk's rows pass over it.
+__attribute__((target("avx2,fma")))
+static inline void scores_block(const float *q, ptrdiff_t ldq, const float *panel, float *s, ptrdiff_t lds,
+                                ptrdiff_t depth, __m256 a, int rows) {
+    __m256 c[6][2];
+    const float *qr[6];
+    for (int r = 0; r < 6; r++) {
+        c[r][0] = _mm256_setzero_ps(); c[r][1] = c[r][0];
+        qr[r] = q + (r < rows ? r : 0) * ldq;   // rows past the block repeat row 0 and are not stored
+    }
+    const float *k = panel;
+    for (ptrdiff_t d = 0; d < depth; d++, k += 16) {
+        __m256 k0 = _mm256_loadu_ps(k), k1 = _mm256_loadu_ps(k + 8);
+        for (int r = 0; r < 6; r++) {
+            __m256 b = _mm256_broadcast_ss(qr[r] + d);
+            c[r][0] = _mm256_fmadd_ps(b, k0, c[r][0]);
+            c[r][1] = _mm256_fmadd_ps(b, k1, c[r][1]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm256_storeu_ps(s + r * lds, _mm256_mul_ps(c[r][0], a));
+        _mm256_storeu_ps(s + r * lds + 8, _mm256_mul_ps(c[r][1], a));
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void scores_avx2(const float *q, ptrdiff_t ldq, const float *packed, float *scores,
+                        ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth, float alpha) {
+    const __m256 a = _mm256_set1_ps(alpha);
+    float tail[6 * 16];
+    for (ptrdiff_t j = 0; j < keys; j += 16) {
+        const float *panel = packed + (j / 16) * depth * 16;
+        int full = j + 16 <= keys;
+        for (ptrdiff_t i = 0; i < rows; i += 6) {
+            int block = rows - i >= 6 ? 6 : (int)(rows - i);
+            if (full) {
+                scores_block(q + i * ldq, ldq, panel, scores + i * keys + j, keys, depth, a, block);
+            } else {   // ragged last panel: compute 16 columns into a buffer, keep the real ones
+                scores_block(q + i * ldq, ldq, panel, tail, 16, depth, a, block);
+                for (int r = 0; r < block; r++)
+                    for (ptrdiff_t t = 0; t < keys - j; t++) scores[(i + r) * keys + j + t] = tail[r * 16 + t];
+            }
+        }
+    }
+}
+
+// Values: out rows (+)= p[i, j] · v[j, :] over one block of keys, in register blocks of ROWS rows ×
+// VECS·8 columns (accumulators + one row of v + a broadcast fit the 16 ymm registers). The caller walks
+// the keys in blocks whose rows of v fit L1, so v is read from L1 by every row block.
+#define VALUES_BLOCK(ROWS, VECS)                                                                         \
+__attribute__((target("avx2,fma")))                                                                    \
+static inline void values_block_##ROWS##x##VECS(const float *p, ptrdiff_t ldp, const float *v, ptrdiff_t ldv, \
+                                                float *out, ptrdiff_t ldo, ptrdiff_t keys, int accumulate) { \
+    __m256 acc[ROWS][VECS];                                                                            \
+    for (int r = 0; r < ROWS; r++) for (int c = 0; c < VECS; c++)                                      \
+        acc[r][c] = accumulate ? _mm256_loadu_ps(out + r * ldo + 8 * c) : _mm256_setzero_ps();         \
+    for (ptrdiff_t j = 0; j < keys; j++) {                                                             \
+        __m256 vv[VECS];                                                                               \
+        for (int c = 0; c < VECS; c++) vv[c] = _mm256_loadu_ps(v + j * ldv + 8 * c);                   \
+        for (int r = 0; r < ROWS; r++) {                                                               \
+            __m256 b = _mm256_broadcast_ss(p + r * ldp + j);                                           \
+            for (int c = 0; c < VECS; c++) acc[r][c] = _mm256_fmadd_ps(b, vv[c], acc[r][c]);           \
+        }                                                                                              \
+    }                                                                                                  \
+    for (int r = 0; r < ROWS; r++) for (int c = 0; c < VECS; c++)                                      \
+        _mm256_storeu_ps(out + r * ldo + 8 * c, acc[r][c]);                                            \
+}
+VALUES_BLOCK(2, 5)
+VALUES_BLOCK(1, 5)
+VALUES_BLOCK(2, 4)
+VALUES_BLOCK(1, 4)
+VALUES_BLOCK(3, 3)
+VALUES_BLOCK(1, 3)
+VALUES_BLOCK(6, 2)
+VALUES_BLOCK(1, 2)
+VALUES_BLOCK(6, 1)
+VALUES_BLOCK(1, 1)
+
+__attribute__((target("avx2,fma")))
+static void values_avx2(const float *p, const float *v, float *out, ptrdiff_t ldo,
+                        ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth) {
+    // Keys per block: its rows of v take at most 16 KB of L1.
+    ptrdiff_t keyBlock = 4096 / depth < 16 ? 16 : 4096 / depth;
+    for (ptrdiff_t k0 = 0; k0 < keys; k0 += keyBlock) {
+        ptrdiff_t kn = keys - k0 < keyBlock ? keys - k0 : keyBlock;
+        int accumulate = k0 > 0;
+        const float *pk = p + k0, *vk = v + k0 * depth;
+        // Column strips of 40, 32, 24, 16 or 8 (depth is a multiple of 8 here), each over all rows.
+        ptrdiff_t c = 0;
+        while (c < depth) {
+            ptrdiff_t width = depth - c == 40 ? 40 : (depth - c >= 32 ? 32 : depth - c);
+            const float *vc = vk + c;
+            float *oc = out + c;
+            ptrdiff_t i = 0;
+#define STRIP(ROWS, VECS) \
+            for (; i + ROWS <= rows; i += ROWS) values_block_##ROWS##x##VECS(pk + i * keys, keys, vc, depth, oc + i * ldo, ldo, kn, accumulate); \
+            for (; i < rows; i++) values_block_1x##VECS(pk + i * keys, keys, vc, depth, oc + i * ldo, ldo, kn, accumulate);
+            switch (width) {
+            case 40: STRIP(2, 5) break;
+            case 32: STRIP(2, 4) break;
+            case 24: STRIP(3, 3) break;
+            case 16: STRIP(6, 2) break;
+            default: STRIP(6, 1) break;
+            }
+#undef STRIP
+            c += width;
+        }
+    }
+}
+
+static int has_avx2(void) {
+    static int cached = -1;   // benign race: every thread computes the same value
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+#else
+static int has_avx2(void) { return 0; }
+#endif
+
+int sds_kernels_use_avx2(void) { return has_avx2(); }
+
+float sds_row_max(const float *row, ptrdiff_t n) {
+#ifdef SDS_X86
+    if (has_avx2()) return row_max_avx2(row, n);
+#endif
+    return row_max_base(row, n);
+}
+
+float sds_exp_shifted_sum(float *row, ptrdiff_t n, float shift) {
+#ifdef SDS_X86
+    if (has_avx2()) return exp_shifted_sum_avx2(row, n, shift);
+#endif
+    return exp_shifted_sum_base(row, n, shift);
+}
+
+int sds_attention_scores(const float *q, ptrdiff_t ldq, const float *kT, float *scores,
+                         ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth, float alpha) {
+#ifdef SDS_X86
+    if (has_avx2()) { scores_avx2(q, ldq, kT, scores, rows, keys, depth, alpha); return 1; }
+#endif
+    return 0;
+}
+
+int sds_attention_values(const float *p, const float *v, float *out, ptrdiff_t ldo,
+                         ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth) {
+#ifdef SDS_X86
+    if (has_avx2() && depth % 8 == 0) { values_avx2(p, v, out, ldo, rows, keys, depth); return 1; }
+#endif
+    return 0;
+}
+
+ptrdiff_t sds_packed_keys_count(ptrdiff_t keys, ptrdiff_t depth) { return (keys + 15) / 16 * 16 * depth; }
+
+void sds_pack_keys(const float *k, ptrdiff_t keys, ptrdiff_t depth, float *packed) {
+    for (ptrdiff_t j = 0; j < keys; j += 16) {
+        float *panel = packed + (j / 16) * depth * 16;
+        ptrdiff_t width = keys - j < 16 ? keys - j : 16;
+        for (ptrdiff_t d = 0; d < depth; d++) {
+            float *line = panel + d * 16;
+            for (ptrdiff_t t = 0; t < width; t++) line[t] = k[(j + t) * depth + d];
+            for (ptrdiff_t t = width; t < 16; t++) line[t] = 0;
+        }
+    }
+}
