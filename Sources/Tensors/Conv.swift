@@ -80,6 +80,10 @@ private struct ConvGeometry {
         }
     }
 
+    /// Stride-1 kernels over enough channels run as kh·kw shifted GEMMs on a zero-padded copy of the
+    /// image (no im2col); few channels would make those GEMMs too thin.
+    var usesShiftedProducts: Bool { strideH == 1 && strideW == 1 && !isPointwise && channels >= 16 }
+
     /// Output-row tiles covering the image.
     var tiles: [Range<Int>] {
         stride(from: 0, to: outHeight, by: tileRows).map { $0..<min($0 + tileRows, outHeight) }
@@ -119,9 +123,13 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
     let (patch, pixels, outWidth) = (geometry.patch, geometry.outPixels, geometry.outWidth)
     var output = Tensor(uninitializedShape: [n, o, geometry.outHeight, geometry.outWidth])
     let px = x.storage.pointer, pw = weight.storage.pointer, py = output.storage.pointer
-    let columns = geometry.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
+    let shifted = geometry.usesShiftedProducts
+    let columns = geometry.isPointwise || shifted ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
     defer { columns?.deallocate() }
-    for image in 0..<n {
+    if shifted {
+        ShiftedConvolution(geometry: geometry).forward(px, images: n, weight: pw, bias: bias?.storage.pointer, into: py)
+    }
+    for image in 0..<n where !shifted {
         let out = py + image * o * pixels
         if let bias {
             for channel in 0..<o { (out + channel * pixels).update(repeating: bias.storage.pointer[channel], count: pixels) }
@@ -198,4 +206,88 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int
 extension Tensor {
     /// Same storage under a shape of equal element count (internal: callers guarantee the count).
     func reshapedUnchecked(_ newShape: [Int]) -> Tensor { Tensor(shape: newShape, storage: storage) }
+}
+
+/// Stride-1 convolution without im2col: on a zero-padded image of row width Wp, the input pixel under
+/// kernel tap (i, j) for output (oh, ow) sits at (oh + i)·Wp + ow + j, so for each tap the whole output
+/// (computed Wp wide, the last kw − 1 columns of each row discarded) is one GEMM of the tap's [O, C]
+/// weight slice with a shifted view of the padded image. Output rows are cut into tiles whose
+/// [O, rows·Wp] accumulator stays in L2; tiles run on the workers with single-threaded GEMMs.
+private struct ShiftedConvolution {
+    let geometry: ConvGeometry
+
+    func forward(_ input: UnsafePointer<Float>, images: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                 into output: UnsafeMutablePointer<Float>) {
+        let g = geometry
+        let (c, o, kh, kw) = (g.channels, g.outChannels, g.kernelH, g.kernelW)
+        let paddedH = g.height + g.padding.top + g.padding.bottom, paddedW = g.width + g.padding.left + g.padding.right
+        let plane = paddedH * paddedW
+        // Tap-major weights: taps[(i·kw + j)] is [O, C] with C contiguous.
+        let taps = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * o * c)
+        // kw − 1 floats of slack: the discarded columns of the last row of the last channel read past the plane.
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: c * plane + kw)
+        defer { taps.deallocate(); padded.deallocate() }
+        for tap in 0..<(kh * kw) {
+            for outChannel in 0..<o {
+                let source = weight + outChannel * c * kh * kw + tap, target = taps + (tap * o + outChannel) * c
+                for channel in 0..<c { target[channel] = source[channel * kh * kw] }
+            }
+        }
+        // About 256K floats (1 MB) of accumulator per tile, or less when a test shrinks the budget.
+        let rowsPerTile = max(1, min(g.outHeight, min(g.columnBudget, 1 << 18) / max(o * paddedW, 1)))
+        let tileCount = (g.outHeight + rowsPerTile - 1) / rowsPerTile
+        let workers = Threading.threadCount
+        let tilesInParallel = workers > 1 && tileCount >= workers
+        for image in 0..<images {
+            pad(input + image * c * g.height * g.width, into: padded, paddedW: paddedW, plane: plane)
+            let out = output + image * o * g.outPixels
+            let run = { (tiles: Range<Int>, split: Bool) in
+                let accumulator = UnsafeMutablePointer<Float>.allocate(capacity: o * rowsPerTile * paddedW)
+                defer { accumulator.deallocate() }
+                for tile in tiles {
+                    let firstRow = tile * rowsPerTile, rows = min(rowsPerTile, g.outHeight - firstRow)
+                    let width = rows * paddedW
+                    for i in 0..<kh {
+                        for j in 0..<kw {
+                            gemm(transA: false, transB: false, m: o, n: width, k: c, a: taps + (i * kw + j) * o * c, lda: c,
+                                 b: padded + (firstRow + i) * paddedW + j, ldb: plane, beta: i == 0 && j == 0 ? 0 : 1,
+                                 c: accumulator, ldc: width, split: split)
+                        }
+                    }
+                    for outChannel in 0..<o {
+                        let shift = bias?[outChannel] ?? 0
+                        for row in 0..<rows {
+                            let source = accumulator + outChannel * width + row * paddedW
+                            let target = out + outChannel * g.outPixels + (firstRow + row) * g.outWidth
+                            for column in 0..<g.outWidth { target[column] = source[column] + shift }
+                        }
+                    }
+                }
+            }
+            if tilesInParallel {
+                parallelFor(tileCount, grain: 1) { run($0, false) }
+            } else {
+                run(0..<tileCount, true)
+            }
+        }
+    }
+
+    /// The image [C, H, W] into a zero-bordered [C, Hp, Wp] buffer.
+    private func pad(_ image: UnsafePointer<Float>, into padded: UnsafeMutablePointer<Float>, paddedW: Int, plane: Int) {
+        let g = geometry
+        parallelFor(g.channels, grain: 16) { channels in
+            for channel in channels {
+                let target = padded + channel * plane, source = image + channel * g.height * g.width
+                target.update(repeating: 0, count: g.padding.top * paddedW)
+                for row in 0..<g.height {
+                    let line = target + (g.padding.top + row) * paddedW
+                    line.update(repeating: 0, count: g.padding.left)
+                    (line + g.padding.left).update(from: source + row * g.width, count: g.width)
+                    (line + g.padding.left + g.width).update(repeating: 0, count: g.padding.right)
+                }
+                (target + (g.padding.top + g.height) * paddedW).update(repeating: 0, count: g.padding.bottom * paddedW)
+            }
+        }
+        (padded + g.channels * plane).update(repeating: 0, count: g.kernelW)
+    }
 }

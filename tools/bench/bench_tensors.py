@@ -35,8 +35,8 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 CASES = ["linear", "attention", "conv3x3", "groupnorm", "vit-stack"]
 GEMM_BOUND = {"linear", "conv3x3", "vit-stack"}
-# Fewer repeats for the long cases (seconds per run).
-REPEATS_SCALE = {"attention": 0.5, "vit-stack": 0.3}
+# Fewer repeats for the long cases (seconds per run), more for the sub-millisecond ones (noise).
+REPEATS_SCALE = {"linear": 5, "groupnorm": 20, "attention": 0.5, "vit-stack": 0.3}
 
 
 def build(scratch):
