@@ -57,8 +57,112 @@ static float exp_shifted_sum_base(float *row, ptrdiff_t n, float shift) {
     return sum + total;
 }
 
+
+// ---- normalisation statistics ----
+
+#define SUM_BLOCK 1024
+
+static double blocked_sum_base(const float *p, ptrdiff_t n) {
+    double total = 0;
+    for (ptrdiff_t start = 0; start < n; start += SUM_BLOCK) {
+        ptrdiff_t end = start + SUM_BLOCK < n ? start + SUM_BLOCK : n;
+        float lanes[8] = { 0 };
+        ptrdiff_t i = start;
+        for (; i + 8 <= end; i += 8) for (int l = 0; l < 8; l++) lanes[l] += p[i + l];
+        float tail = 0;
+        for (; i < end; i++) tail += p[i];
+        float block = tail;
+        for (int l = 0; l < 8; l++) block += lanes[l];
+        total += block;
+    }
+    return total;
+}
+
+static double blocked_squared_deviation_base(const float *p, ptrdiff_t n, float mean) {
+    double total = 0;
+    for (ptrdiff_t start = 0; start < n; start += SUM_BLOCK) {
+        ptrdiff_t end = start + SUM_BLOCK < n ? start + SUM_BLOCK : n;
+        float lanes[8] = { 0 };
+        ptrdiff_t i = start;
+        for (; i + 8 <= end; i += 8) for (int l = 0; l < 8; l++) { float d = p[i + l] - mean; lanes[l] += d * d; }
+        float tail = 0;
+        for (; i < end; i++) { float d = p[i] - mean; tail += d * d; }
+        float block = tail;
+        for (int l = 0; l < 8; l++) block += lanes[l];
+        total += block;
+    }
+    return total;
+}
+
+static void normalize_affine_base(const float *x, float *y, ptrdiff_t n, float mean, float scale, float shift) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mean) * scale + shift;
+}
+
 #ifdef SDS_X86
 // ---- AVX2 + FMA builds ----
+
+__attribute__((target("avx2,fma")))
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma")))
+static double blocked_sum_avx2(const float *p, ptrdiff_t n) {
+    double total = 0;
+    for (ptrdiff_t start = 0; start < n; start += SUM_BLOCK) {
+        ptrdiff_t end = start + SUM_BLOCK < n ? start + SUM_BLOCK : n;
+        __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+        ptrdiff_t i = start;
+        for (; i + 32 <= end; i += 32) {
+            a = _mm256_add_ps(a, _mm256_loadu_ps(p + i));
+            b = _mm256_add_ps(b, _mm256_loadu_ps(p + i + 8));
+            c = _mm256_add_ps(c, _mm256_loadu_ps(p + i + 16));
+            d = _mm256_add_ps(d, _mm256_loadu_ps(p + i + 24));
+        }
+        for (; i + 8 <= end; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(p + i));
+        float tail = 0;
+        for (; i < end; i++) tail += p[i];
+        total += hsum8(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d))) + tail;
+    }
+    return total;
+}
+
+__attribute__((target("avx2,fma")))
+static double blocked_squared_deviation_avx2(const float *p, ptrdiff_t n, float mean) {
+    const __m256 m = _mm256_set1_ps(mean);
+    double total = 0;
+    for (ptrdiff_t start = 0; start < n; start += SUM_BLOCK) {
+        ptrdiff_t end = start + SUM_BLOCK < n ? start + SUM_BLOCK : n;
+        __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+        ptrdiff_t i = start;
+        for (; i + 32 <= end; i += 32) {
+            __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(p + i), m), x1 = _mm256_sub_ps(_mm256_loadu_ps(p + i + 8), m);
+            __m256 x2 = _mm256_sub_ps(_mm256_loadu_ps(p + i + 16), m), x3 = _mm256_sub_ps(_mm256_loadu_ps(p + i + 24), m);
+            a = _mm256_fmadd_ps(x0, x0, a); b = _mm256_fmadd_ps(x1, x1, b);
+            c = _mm256_fmadd_ps(x2, x2, c); d = _mm256_fmadd_ps(x3, x3, d);
+        }
+        for (; i + 8 <= end; i += 8) { __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(p + i), m); a = _mm256_fmadd_ps(x0, x0, a); }
+        float tail = 0;
+        for (; i < end; i++) { float dv = p[i] - mean; tail += dv * dv; }
+        total += hsum8(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d))) + tail;
+    }
+    return total;
+}
+
+__attribute__((target("avx2,fma")))
+static void normalize_affine_avx2(const float *x, float *y, ptrdiff_t n, float mean, float scale, float shift) {
+    const __m256 m = _mm256_set1_ps(mean), s = _mm256_set1_ps(scale), t = _mm256_set1_ps(shift);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m), s, t));
+        _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), m), s, t));
+    }
+    for (; i < n; i++) y[i] = (x[i] - mean) * scale + shift;
+}
+
 
 __attribute__((target("avx2,fma")))
 static inline __m256 exp8(__m256 x) {
@@ -295,4 +399,25 @@ void sds_pack_keys(const float *k, ptrdiff_t keys, ptrdiff_t depth, float *packe
             for (ptrdiff_t t = width; t < 16; t++) line[t] = 0;
         }
     }
+}
+
+double sds_blocked_sum(const float *p, ptrdiff_t n) {
+#ifdef SDS_X86
+    if (has_avx2()) return blocked_sum_avx2(p, n);
+#endif
+    return blocked_sum_base(p, n);
+}
+
+double sds_blocked_squared_deviation(const float *p, ptrdiff_t n, float mean) {
+#ifdef SDS_X86
+    if (has_avx2()) return blocked_squared_deviation_avx2(p, n, mean);
+#endif
+    return blocked_squared_deviation_base(p, n, mean);
+}
+
+void sds_normalize_affine(const float *x, float *y, ptrdiff_t n, float mean, float scale, float shift) {
+#ifdef SDS_X86
+    if (has_avx2()) { normalize_affine_avx2(x, y, n, mean, scale, shift); return; }
+#endif
+    normalize_affine_base(x, y, n, mean, scale, shift);
 }

@@ -76,18 +76,18 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
     let pq = q.storage.pointer, pk = k.storage.pointer, pv = v.storage.pointer
     let po = output.storage.pointer, plse = logSumExp.storage.pointer
     let pairs = batches * heads
-    // Work items are (batch·head, query chunk) pairs, spread over the workers; each item's kernels run
-    // single-threaded and write only its own output rows and log-sum-exps. A worker's items are
-    // consecutive, so it packs each head's keys once for the score kernel.
+    // Work items are (batch·head, query chunk) pairs, pulled by the workers in runs of consecutive items;
+    // each item's kernels run single-threaded and write only its own output rows and log-sum-exps. A
+    // worker packs a head's keys for the score kernel when its item moves to another head.
     let chunksPerHead = (queries + chunk - 1) / chunk
     let items = pairs * chunksPerHead
-    parallelFor(items, grain: 1) { range in
+    parallelWorkers(items, batch: max(1, min(8, items / (8 * Threading.threadCount)))) { next in
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
         let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
         let packedKeys = UnsafeMutablePointer<Float>.allocate(capacity: sds_packed_keys_count(keys, depth))
         defer { scores.deallocate(); inverseSums.deallocate(); packedKeys.deallocate() }
         var packedHead = -1
-        for item in range {
+        while let range = next() { for item in range {
             let bh = item / chunksPerHead, start = (item % chunksPerHead) * chunk
             let rows = min(chunk, queries - start)
             let (b, h) = (bh / heads, bh % heads)
@@ -122,7 +122,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 let line = out + r * valueDepth, factor = inverseSums[r]
                 for j in 0..<valueDepth { line[j] *= factor }
             }
-        }
+        } }
     }
     output.node = nil
     logSumExp.node = nil

@@ -241,10 +241,10 @@ private struct ShiftedConvolution {
         for image in 0..<images {
             pad(input + image * c * g.height * g.width, into: padded, paddedW: paddedW, plane: plane)
             let out = output + image * o * g.outPixels
-            let run = { (tiles: Range<Int>, split: Bool) in
+            let run = { (next: () -> Range<Int>?, split: Bool) in
                 let accumulator = UnsafeMutablePointer<Float>.allocate(capacity: o * rowsPerTile * paddedW)
                 defer { accumulator.deallocate() }
-                for tile in tiles {
+                while let tiles = next() { for tile in tiles {
                     let firstRow = tile * rowsPerTile, rows = min(rowsPerTile, g.outHeight - firstRow)
                     let width = rows * paddedW
                     for i in 0..<kh {
@@ -262,12 +262,13 @@ private struct ShiftedConvolution {
                             for column in 0..<g.outWidth { target[column] = source[column] + shift }
                         }
                     }
-                }
+                } }
             }
             if tilesInParallel {
-                parallelFor(tileCount, grain: 1) { run($0, false) }
+                parallelWorkers(tileCount, batch: 1) { run($0, false) }
             } else {
-                run(0..<tileCount, true)
+                var pending: Range<Int>? = 0..<tileCount
+                run({ defer { pending = nil }; return pending }, true)
             }
         }
     }

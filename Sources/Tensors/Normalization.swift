@@ -1,3 +1,4 @@
+import CTensorKernels
 import Foundation
 
 /// Layout shared by LayerNorm and GroupNorm: `segments` contiguous runs of `length` elements are each
@@ -26,8 +27,8 @@ private func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, 
     parallelFor(layout.segments, grain: max(1, 4096 / max(layout.length, 1))) { range in
         for s in range {
             let input = px + s * layout.length, out = py + s * layout.length
-            let mean = Float(blockedSum(input, layout.length) / Double(layout.length))
-            let variance = blockedSquaredDeviation(input, layout.length, mean: mean) / Double(layout.length)
+            let mean = Float(sds_blocked_sum(input, layout.length) / Double(layout.length))
+            let variance = sds_blocked_squared_deviation(input, layout.length, mean) / Double(layout.length)
             let inverseStd = Float(1 / (variance + Double(eps)).squareRoot())
             stats[2 * s] = mean
             stats[2 * s + 1] = inverseStd
@@ -41,7 +42,7 @@ private func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, 
                     let c = layout.channel(segment: s, local: local)
                     let scale = (pw?[c] ?? 1) * inverseStd, shift = pb?[c] ?? 0
                     let base = local * layout.spatial
-                    for j in base..<(base + layout.spatial) { out[j] = (input[j] - mean) * scale + shift }
+                    sds_normalize_affine(input + base, out + base, layout.spatial, mean, scale, shift)
                 }
             }
         }

@@ -69,3 +69,39 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
 }
+
+/// Runs `body` once per worker; each worker pulls ranges of up to `batch` indices of `0..<count` from a
+/// shared counter until none are left. Unlike `parallelFor`'s fixed split, a worker that the OS delays
+/// (the machine is shared) simply takes fewer ranges, so the others are not left waiting for it.
+/// `body` can set up per-worker scratch once and then loop `while let range = next() { … }`.
+func parallelWorkers(_ count: Int, batch: Int, _ body: (_ next: () -> Range<Int>?) -> Void) {
+    let batch = max(batch, 1)
+    let workers = min(Threading.threadCount, (count + batch - 1) / batch)
+    let counter = WorkCounter(count: count, batch: batch)
+    if workers <= 1 {
+        if count > 0 { body(counter.next) }
+        return
+    }
+    withoutActuallyEscaping(body) { escapable in
+        let shared = UncheckedSendable(escapable)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in shared.value(counter.next) }
+    }
+}
+
+/// The shared cursor of `parallelWorkers` (a lock is plenty: each range is far more work than a lock).
+private final class WorkCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var position = 0
+    private let count: Int, batch: Int
+
+    init(count: Int, batch: Int) { (self.count, self.batch) = (count, batch) }
+
+    func next() -> Range<Int>? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard position < count else { return nil }
+        let start = position
+        position = min(count, position + batch)
+        return start..<position
+    }
+}

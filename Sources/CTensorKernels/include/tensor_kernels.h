@@ -33,6 +33,16 @@ int sds_attention_scores(const float *q, ptrdiff_t ldq, const float *packedKeys,
 int sds_attention_values(const float *p, const float *v, float *out, ptrdiff_t ldo,
                          ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth);
 
+/// Σ p[i] in float lanes over blocks of 1024, blocks combined in double (accurate for 10⁵-element
+/// normalisation groups without a double conversion per element).
+double sds_blocked_sum(const float *p, ptrdiff_t n);
+
+/// Σ (p[i] − mean)² with the same blocking as `sds_blocked_sum`.
+double sds_blocked_squared_deviation(const float *p, ptrdiff_t n, float mean);
+
+/// y[i] = (x[i] − mean)·scale + shift (normalisation with a per-channel affine folded into scale/shift).
+void sds_normalize_affine(const float *x, float *y, ptrdiff_t n, float mean, float scale, float shift);
+
 /// 1 when the AVX2+FMA kernels are in use (for the benchmark's report).
 int sds_kernels_use_avx2(void);
 
