@@ -60,9 +60,11 @@ public struct VAEEncoder {
                 resnets.append(try ResnetBlock2D(block["resnets"][layer], input: width, output: output, timeWidth: nil, groups: groups, epsilon: 1e-6))
                 width = output
             }
-            // Padding is applied by hand (asymmetric), so the conv itself pads nothing.
+            // LDM / diffusers Downsample2D(padding=0) pads right and bottom by one before the stride-2
+            // conv; the conv pads asymmetrically itself, so no padded copy of the image is made.
             let downsampler = index < channels.count - 1
-                ? try Conv2D(block["downsamplers"][0]["conv"], input: output, output: output, stride: 2, padding: 0) : nil
+                ? try Conv2D(block["downsamplers"][0]["conv"], input: output, output: output, stride: 2,
+                             padding: Padding2D(top: 0, bottom: 1, left: 0, right: 1)) : nil
             blocks.append((resnets, downsampler))
         }
         self.blocks = blocks
@@ -84,10 +86,7 @@ public struct VAEEncoder {
         var h = try convIn(pixels)
         for block in blocks {
             for resnet in block.resnets { h = try resnet(h, activatedTime: nil) }
-            if let downsampler = block.downsampler {
-                // LDM / diffusers Downsample2D(padding=0): pad right and bottom by one, then stride 2.
-                h = try downsampler(pad2d(h, top: 0, bottom: 1, left: 0, right: 1))
-            }
+            if let downsampler = block.downsampler { h = try downsampler(h) }
         }
         h = try convOut(silu(normOut(mid(h))))
         return try quantConv?(h) ?? h

@@ -7,17 +7,22 @@ public struct Conv2D {
     public let weight: Parameter
     public let bias: Parameter
     let stride: Int
-    let padding: Int
+    let padding: Padding2D
 
     public init(_ scope: ParameterScope, input: Int, output: Int, kernel: Int = 3, stride: Int = 1, padding: Int? = nil) throws {
+        try self.init(scope, input: input, output: output, kernel: kernel, stride: stride, padding: .uniform(padding ?? (kernel - 1) / 2))
+    }
+
+    /// Any (asymmetric) zero padding, applied inside the convolution rather than as a padded copy.
+    public init(_ scope: ParameterScope, input: Int, output: Int, kernel: Int = 3, stride: Int = 1, padding: Padding2D) throws {
         weight = try scope.parameter("weight", shape: [output, input, kernel, kernel])
         bias = try scope.parameter("bias", shape: [output])
         self.stride = stride
-        self.padding = padding ?? (kernel - 1) / 2
+        self.padding = padding
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try conv2d(x, weight: weight.tensor, bias: bias.tensor, stride: stride, padding: padding)
+        try conv2d(x, weight: weight.tensor, bias: bias.tensor, stride: (stride, stride), padding: padding)
     }
 }
 
@@ -107,11 +112,14 @@ struct MultiHeadAttention {
         guard source.shape[0] == x.shape[0] else {
             throw ModelError.invalidInput("attention context batch \(source.shape[0]) differs from the sample batch \(x.shape[0])")
         }
+        // [B, L, H·D] ↔ [B, H, L, D]; with one head (the VAE) both layouts are the same memory, so no copy.
         func split(_ t: Tensor) throws -> Tensor {
-            try t.reshape([t.shape[0], t.shape[1], heads, headWidth]).permute([0, 2, 1, 3])
+            if heads == 1 { return try t.reshape([t.shape[0], 1, t.shape[1], headWidth]) }
+            return try t.reshape([t.shape[0], t.shape[1], heads, headWidth]).permute([0, 2, 1, 3])
         }
         let q = try split(toQ(x)), k = try split(toK(source)), v = try split(toV(source))
         let attended = try attention(q, k, v, scale: 1 / Float(headWidth).squareRoot())
-        return try toOut(attended.permute([0, 2, 1, 3]).reshape([x.shape[0], x.shape[1], heads * headWidth]))
+        let merged = heads == 1 ? attended : try attended.permute([0, 2, 1, 3])
+        return try toOut(merged.reshape([x.shape[0], x.shape[1], heads * headWidth]))
     }
 }
