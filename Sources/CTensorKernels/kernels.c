@@ -98,8 +98,105 @@ static void normalize_affine_base(const float *x, float *y, ptrdiff_t n, float m
     for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mean) * scale + shift;
 }
 
+
+// ---- Winograd F(2×2, 3×3) transforms ----
+
+static void winograd_input_tile(const float *d, ptrdiff_t paddedW, float *v, ptrdiff_t kStride) {
+    float m[4][4];
+    for (int col = 0; col < 4; col++) {
+        float d0 = d[col], d1 = d[paddedW + col], d2 = d[2 * paddedW + col], d3 = d[3 * paddedW + col];
+        m[0][col] = d0 - d2; m[1][col] = d1 + d2; m[2][col] = d2 - d1; m[3][col] = d1 - d3;
+    }
+    for (int row = 0; row < 4; row++) {
+        v[(row * 4 + 0) * kStride] = m[row][0] - m[row][2];
+        v[(row * 4 + 1) * kStride] = m[row][1] + m[row][2];
+        v[(row * 4 + 2) * kStride] = m[row][2] - m[row][1];
+        v[(row * 4 + 3) * kStride] = m[row][1] - m[row][3];
+    }
+}
+
+static void winograd_output_tile(const float *m, ptrdiff_t kStride, float shift, float *y, ptrdiff_t ldy,
+                                 int wide, int twoRows) {
+#define M(k) m[(k) * kStride]
+    float a0 = M(0) + M(4) + M(8), a1 = M(1) + M(5) + M(9), a2 = M(2) + M(6) + M(10), a3 = M(3) + M(7) + M(11);
+    float b0 = M(4) - M(8) - M(12), b1 = M(5) - M(9) - M(13), b2 = M(6) - M(10) - M(14), b3 = M(7) - M(11) - M(15);
+#undef M
+    y[0] = a0 + a1 + a2 + shift;
+    if (wide) y[1] = a1 - a2 - a3 + shift;
+    if (twoRows) {
+        y[ldy] = b0 + b1 + b2 + shift;
+        if (wide) y[ldy + 1] = b1 - b2 - b3 + shift;
+    }
+}
+
 #ifdef SDS_X86
 // ---- AVX2 + FMA builds ----
+
+// Even and odd elements of the 16 floats at p, each as 8 lanes in order.
+__attribute__((target("avx2,fma")))
+static inline void deinterleave16(const float *p, __m256 *even, __m256 *odd) {
+    __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+
+__attribute__((target("avx2,fma")))
+static void winograd_input_row_avx2(const float *d, ptrdiff_t paddedW, ptrdiff_t tiles, float *v, ptrdiff_t kStride) {
+    ptrdiff_t tx = 0;
+    for (; tx + 8 <= tiles; tx += 8) {
+        __m256 col[4][4];   // [row][column offset 0…3], lanes = 8 tiles
+        for (int row = 0; row < 4; row++) {
+            const float *p = d + row * paddedW + 2 * tx;
+            deinterleave16(p, &col[row][0], &col[row][1]);
+            deinterleave16(p + 2, &col[row][2], &col[row][3]);
+        }
+        for (int j = 0; j < 4; j++) {   // Bᵀ·d per column offset j, rows into col[0…3][j]
+            __m256 d0 = col[0][j], d1 = col[1][j], d2 = col[2][j], d3 = col[3][j];
+            col[0][j] = _mm256_sub_ps(d0, d2); col[1][j] = _mm256_add_ps(d1, d2);
+            col[2][j] = _mm256_sub_ps(d2, d1); col[3][j] = _mm256_sub_ps(d1, d3);
+        }
+        for (int row = 0; row < 4; row++) {
+            float *out = v + row * 4 * kStride + tx;
+            _mm256_storeu_ps(out, _mm256_sub_ps(col[row][0], col[row][2]));
+            _mm256_storeu_ps(out + kStride, _mm256_add_ps(col[row][1], col[row][2]));
+            _mm256_storeu_ps(out + 2 * kStride, _mm256_sub_ps(col[row][2], col[row][1]));
+            _mm256_storeu_ps(out + 3 * kStride, _mm256_sub_ps(col[row][1], col[row][3]));
+        }
+    }
+    for (; tx < tiles; tx++) winograd_input_tile(d + 2 * tx, paddedW, v + tx, kStride);
+}
+
+__attribute__((target("avx2,fma")))
+static void winograd_output_row_avx2(const float *m, ptrdiff_t kStride, ptrdiff_t tiles, float shift,
+                                     float *y, ptrdiff_t ldy, ptrdiff_t columns, int twoRows) {
+    const __m256 s = _mm256_set1_ps(shift);
+    ptrdiff_t tx = 0;
+    // Whole vectors only while all 16 output columns exist.
+    for (; tx + 8 <= tiles && 2 * tx + 16 <= columns; tx += 8) {
+#define M(k) _mm256_loadu_ps(m + (k) * kStride + tx)
+        __m256 a0 = _mm256_add_ps(_mm256_add_ps(M(0), M(4)), M(8)), a1 = _mm256_add_ps(_mm256_add_ps(M(1), M(5)), M(9));
+        __m256 a2 = _mm256_add_ps(_mm256_add_ps(M(2), M(6)), M(10)), a3 = _mm256_add_ps(_mm256_add_ps(M(3), M(7)), M(11));
+        __m256 y00 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), a2), s);
+        __m256 y01 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(a1, a2), a3), s);
+        // Interleave (y00[t], y01[t]) pairs into 16 consecutive outputs.
+        __m256 lo = _mm256_unpacklo_ps(y00, y01), hi = _mm256_unpackhi_ps(y00, y01);
+        _mm256_storeu_ps(y + 2 * tx, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(y + 2 * tx + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+        if (twoRows) {
+            __m256 b0 = _mm256_sub_ps(_mm256_sub_ps(M(4), M(8)), M(12)), b1 = _mm256_sub_ps(_mm256_sub_ps(M(5), M(9)), M(13));
+            __m256 b2 = _mm256_sub_ps(_mm256_sub_ps(M(6), M(10)), M(14)), b3 = _mm256_sub_ps(_mm256_sub_ps(M(7), M(11)), M(15));
+            __m256 y10 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(b0, b1), b2), s);
+            __m256 y11 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(b1, b2), b3), s);
+            lo = _mm256_unpacklo_ps(y10, y11); hi = _mm256_unpackhi_ps(y10, y11);
+            _mm256_storeu_ps(y + ldy + 2 * tx, _mm256_permute2f128_ps(lo, hi, 0x20));
+            _mm256_storeu_ps(y + ldy + 2 * tx + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+        }
+#undef M
+    }
+    for (; tx < tiles; tx++)
+        winograd_output_tile(m + tx, kStride, shift, y + 2 * tx, ldy, 2 * tx + 1 < columns, twoRows);
+}
+
 
 __attribute__((target("avx2,fma")))
 static inline float hsum8(__m256 v) {
@@ -420,4 +517,20 @@ void sds_normalize_affine(const float *x, float *y, ptrdiff_t n, float mean, flo
     if (has_avx2()) { normalize_affine_avx2(x, y, n, mean, scale, shift); return; }
 #endif
     normalize_affine_base(x, y, n, mean, scale, shift);
+}
+
+void sds_winograd_input_row(const float *d, ptrdiff_t paddedW, ptrdiff_t tiles, float *v, ptrdiff_t kStride) {
+#ifdef SDS_X86
+    if (has_avx2()) { winograd_input_row_avx2(d, paddedW, tiles, v, kStride); return; }
+#endif
+    for (ptrdiff_t tx = 0; tx < tiles; tx++) winograd_input_tile(d + 2 * tx, paddedW, v + tx, kStride);
+}
+
+void sds_winograd_output_row(const float *m, ptrdiff_t kStride, ptrdiff_t tiles, float shift,
+                             float *y, ptrdiff_t ldy, ptrdiff_t columns, int twoRows) {
+#ifdef SDS_X86
+    if (has_avx2()) { winograd_output_row_avx2(m, kStride, tiles, shift, y, ldy, columns, twoRows); return; }
+#endif
+    for (ptrdiff_t tx = 0; tx < tiles; tx++)
+        winograd_output_tile(m + tx, kStride, shift, y + 2 * tx, ldy, 2 * tx + 1 < columns, twoRows);
 }

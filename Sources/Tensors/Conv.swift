@@ -126,7 +126,10 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
     let shifted = geometry.usesShiftedProducts
     let columns = geometry.isPointwise || shifted ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
     defer { columns?.deallocate() }
-    if shifted {
+    if shifted && kh == 3 && kw == 3 {
+        WinogradConvolution(channels: c, height: h, width: w, outChannels: o, padding: padding, budget: columnBudget)
+            .forward(px, images: n, weight: pw, bias: bias?.storage.pointer, into: py)
+    } else if shifted {
         ShiftedConvolution(geometry: geometry).forward(px, images: n, weight: pw, bias: bias?.storage.pointer, into: py)
     }
     for image in 0..<n where !shifted {

@@ -1,7 +1,8 @@
 import XCTest
 @testable import Tensors
 
-/// Stride-1 convolutions from 16 channels up (run as shifted GEMMs on a padded image) against torch's
+/// Stride-1 convolutions from 16 channels up (3×3 by Winograd F(2×2, 3×3), other kernels as shifted
+/// GEMMs on a padded image) against torch's
 /// conv2d (fixtures/tensors/conv_kernels.safetensors, made by tools/make_conv_kernel_fixtures.py in
 /// float64): several images, rectangular kernels, asymmetric padding, no bias, accumulator tiles of one
 /// row and of the whole image, one and three workers; gradients as well.
@@ -26,6 +27,15 @@ final class ConvKernelTests: XCTestCase {
         try acrossTilingsAndThreads { budget in
             try checkCase(fixture, "c16_3x3_p1", inputs: ["x", "w", "b"]) {
                 try conv2d($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, stride: (1, 1), padding: .uniform(1), columnBudget: budget)
+            }
+        }
+    }
+
+    func testThreeByThreeOnRowsOfManyTilesWithAsymmetricPadding() throws {
+        try acrossTilingsAndThreads { budget in
+            try checkCase(fixture, "c16_3x3_wide_asym", inputs: ["x", "w", "b"]) {
+                try conv2d($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, stride: (1, 1),
+                           padding: Padding2D(top: 1, bottom: 0, left: 0, right: 2), columnBudget: budget)
             }
         }
     }

@@ -43,6 +43,18 @@ double sds_blocked_squared_deviation(const float *p, ptrdiff_t n, float mean);
 /// y[i] = (x[i] − mean)·scale + shift (normalisation with a per-channel affine folded into scale/shift).
 void sds_normalize_affine(const float *x, float *y, ptrdiff_t n, float mean, float scale, float shift);
 
+/// Winograd F(2×2, 3×3) input transform of one row of `tiles` 4×4 tiles: d points at the tile row's
+/// top-left in a padded plane of row stride paddedW (tile tx covers columns 2tx…2tx+3 of rows 0…3);
+/// writes V_k for tile tx at v[k·kStride + tx], k < 16. Reads up to 24 floats past the last tile's
+/// columns: the caller provides that slack.
+void sds_winograd_input_row(const float *d, ptrdiff_t paddedW, ptrdiff_t tiles, float *v, ptrdiff_t kStride);
+
+/// Winograd F(2×2, 3×3) output transform of one row of `tiles` tiles: m holds M_k for tile tx at
+/// m[k·kStride + tx]; writes the 2×2 outputs (+ shift) at y[2tx], y[2tx + 1] and, when `twoRows`,
+/// y[ldy + 2tx], y[ldy + 2tx + 1], dropping columns at or past `columns` (odd output widths).
+void sds_winograd_output_row(const float *m, ptrdiff_t kStride, ptrdiff_t tiles, float shift,
+                             float *y, ptrdiff_t ldy, ptrdiff_t columns, int twoRows);
+
 /// 1 when the AVX2+FMA kernels are in use (for the benchmark's report).
 int sds_kernels_use_avx2(void);
 
