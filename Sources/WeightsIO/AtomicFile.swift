@@ -3,10 +3,20 @@ import Foundation
 import Glibc
 #endif
 
+/// How far a committed write is guaranteed.
+public enum WriteDurability: Sendable {
+    /// Rename-atomic: any failure of the writing process (error, crash, kill) leaves the old file or
+    /// none, never a partial one. What the reference safetensors writer and `torch.save` give.
+    case atomic
+    /// Also survives a power loss: the data and the folder entry are fsynced before and after the rename.
+    case durable
+}
+
 /// Writes a file so that the destination either keeps its old content or gets the complete new
 /// content, never a partial file: bytes go to a sibling temp file in the same folder (same file
-/// system, so rename is atomic), which is fsynced and renamed over the destination on `commit()`.
-/// Dropping the writer without committing removes the temp file. Not thread-safe.
+/// system, so rename is atomic), which is renamed over the destination on `commit()` (fsynced
+/// first with `.durable`). Dropping the writer without committing removes the temp file.
+/// Not thread-safe.
 ///
 /// Large outputs: give `expectedSize` so the file is allocated up front (a full disk fails before
 /// any writing, and the file system skips per-block delayed allocation), and the writer starts
@@ -27,14 +37,20 @@ public final class AtomicFileWriter {
     private var flushed: Int64 = 0
     private var writebackStart: Int64 = 0
     private var preallocated: Int64 = 0
+    private let durability: WriteDurability
+    /// Source files opened for `copy(fromFile:…)`, closed on commit or abort.
+    private var sourceDescriptors: [String: Int32] = [:]
+    /// False once the kernel refused `copy_file_range` between these files; then we copy ourselves.
+    private var kernelCopyWorks = true
 
     /// Block size for buffered writes; large blocks keep syscalls rare for multi-GB outputs.
     public static let blockSize = 4 << 20
     /// Start write-back of every 32 MiB as it is written.
     public static let writebackInterval: Int64 = 32 << 20
 
-    public init(destination: String, expectedSize: Int64? = nil) throws {
+    public init(destination: String, expectedSize: Int64? = nil, durability: WriteDurability = .atomic) throws {
         self.destination = destination
+        self.durability = durability
         let url = URL(fileURLWithPath: destination)
         let folder = url.deletingLastPathComponent().path
         let name = url.lastPathComponent
@@ -111,7 +127,45 @@ public final class AtomicFileWriter {
         bytesWritten += Int64(produced)
     }
 
-    /// Flushes, fsyncs, renames over the destination and fsyncs the folder.
+    /// Appends `count` bytes of the file at `path` from `offset`, copied file to file inside the
+    /// kernel (no trip through user memory or a mapping). Returns false, having written nothing,
+    /// when the kernel cannot do it for these files (another file system, an old kernel); the
+    /// caller then writes the bytes itself.
+    public func copy(fromFile path: String, offset: Int64, count: Int) throws -> Bool {
+        guard !finished else { throw WeightsError(.io, file: destination, "write after commit or abort") }
+        guard count > 0 else { return true }
+        guard kernelCopyWorks, let copyRange = LinuxFileCalls.copyFileRange else { return false }
+        let source: Int32
+        if let open = sourceDescriptors[path] {
+            source = open
+        } else {
+            source = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard source >= 0 else { return false }
+            sourceDescriptors[path] = source
+        }
+        try flush()
+        var sourceOffset = offset
+        var left = count
+        while left > 0 {
+            // nil output offset: the copy continues at (and advances) the file position, like write().
+            let copied = copyRange(source, &sourceOffset, descriptor, nil, min(left, 1 << 30), 0)
+            if copied < 0 {
+                if errno == EINTR { continue }
+                if left == count, [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP, EBADF, EPERM].contains(errno) {
+                    kernelCopyWorks = false
+                    return false
+                }
+                throw WeightsError(.io, file: destination, "copying from \(path) failed: \(String(cString: strerror(errno)))")
+            }
+            if copied == 0 { throw WeightsError(.io, file: destination, "\(path) ended before offset \(sourceOffset + Int64(left))") }
+            left -= copied
+        }
+        advance(by: Int64(count))
+        bytesWritten += Int64(count)
+        return true
+    }
+
+    /// Flushes, renames over the destination (fsyncing file and folder when `.durable`).
     public func commit() throws {
         guard !finished else { throw WeightsError(.io, file: destination, "commit after commit or abort") }
         do {
@@ -120,7 +174,7 @@ public final class AtomicFileWriter {
             if preallocated != 0, preallocated != flushed, ftruncate(descriptor, off_t(flushed)) != 0 {
                 throw WeightsError(.io, file: destination, "cannot set the file size: \(String(cString: strerror(errno)))")
             }
-            guard fsync(descriptor) == 0 else {
+            if durability == .durable, fsync(descriptor) != 0 {
                 throw WeightsError(.io, file: destination, "fsync failed: \(String(cString: strerror(errno)))")
             }
             guard close(descriptor) == 0 else {
@@ -136,7 +190,8 @@ public final class AtomicFileWriter {
             throw error
         }
         finished = true
-        syncFolder()
+        closeSources()
+        if durability == .durable { syncFolder() }
     }
 
     /// Discards everything written: closes and removes the temp file. The destination is untouched.
@@ -145,6 +200,12 @@ public final class AtomicFileWriter {
         descriptor = -1
         unlink(temporaryPath)
         finished = true
+        closeSources()
+    }
+
+    private func closeSources() {
+        for source in sourceDescriptors.values { close(source) }
+        sourceDescriptors = [:]
     }
 
     private func flush() throws {
@@ -166,8 +227,13 @@ public final class AtomicFileWriter {
             pointer += written
             left -= written
         }
-        flushed += Int64(bytes.count)
-        if flushed - writebackStart >= Self.writebackInterval, let startWriteback = LinuxFileCalls.syncFileRange {
+        advance(by: Int64(bytes.count))
+    }
+
+    /// Books `count` bytes handed to the kernel; with `.durable`, starts their write-back early.
+    private func advance(by count: Int64) {
+        flushed += count
+        if durability == .durable, flushed - writebackStart >= Self.writebackInterval, let startWriteback = LinuxFileCalls.syncFileRange {
             // Asynchronous: queues the range for the disk and returns (fsync still makes it durable).
             _ = startWriteback(descriptor, writebackStart, flushed - writebackStart, LinuxFileCalls.syncFileRangeWrite)
             writebackStart = flushed
@@ -190,6 +256,10 @@ enum LinuxFileCalls {
     typealias Fallocate = @convention(c) (Int32, Int32, Int64, Int64) -> Int32
     typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
 
+    typealias CopyFileRange = @convention(c) (Int32, UnsafeMutablePointer<Int64>?, Int32, UnsafeMutablePointer<Int64>?, Int, UInt32) -> Int
+
+    /// `copy_file_range(fd_in, off_in, fd_out, off_out, len, flags)` (Linux 4.5+, glibc 2.27+).
+    static let copyFileRange: CopyFileRange? = lookup("copy_file_range", as: CopyFileRange.self)
     /// `fallocate(fd, mode, offset, length)`; mode 0 allocates and extends the size.
     static let fallocate: Fallocate? = lookup("fallocate64", as: Fallocate.self)
     /// `sync_file_range(fd, offset, count, flags)`.
@@ -206,8 +276,9 @@ enum LinuxFileCalls {
 public enum AtomicFile {
     /// Runs `body` with a writer for `path` and commits when it returns; any error aborts.
     /// `expectedSize` (when known) preallocates the file; see `AtomicFileWriter`.
-    public static func write(to path: String, expectedSize: Int64? = nil, _ body: (AtomicFileWriter) throws -> Void) throws {
-        let writer = try AtomicFileWriter(destination: path, expectedSize: expectedSize)
+    public static func write(to path: String, expectedSize: Int64? = nil, durability: WriteDurability = .atomic,
+                             _ body: (AtomicFileWriter) throws -> Void) throws {
+        let writer = try AtomicFileWriter(destination: path, expectedSize: expectedSize, durability: durability)
         do {
             try body(writer)
             try writer.commit()

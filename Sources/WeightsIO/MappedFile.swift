@@ -26,7 +26,7 @@ public enum MappedFile {
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw WeightsError(.io, file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
         }
-        return ByteOwner(bytes: UnsafeRawBufferPointer(start: base, count: size), isFileMapping: true) { buffer in
+        return ByteOwner(bytes: UnsafeRawBufferPointer(start: base, count: size), isFileMapping: true, filePath: path) { buffer in
             if let start = buffer.baseAddress { munmap(UnsafeMutableRawPointer(mutating: start), buffer.count) }
         }
     }

@@ -65,10 +65,10 @@ public enum SafetensorsWriter {
     /// Writes `tensors` and `metadata` to `path`. On any error the temp file is removed and an
     /// existing file at `path` is left untouched.
     public static func write(_ tensors: [Tensor], metadata: [String: String]? = nil, to path: String,
-                             progress: Progress? = nil) throws {
+                             durability: WriteDurability = .atomic, progress: Progress? = nil) throws {
         let plan = try Plan(tensors: tensors, metadata: metadata, file: path)
         let total = Int64(plan.header.count) + Int64(plan.dataLength)
-        try AtomicFile.write(to: path, expectedSize: total) { writer in
+        try AtomicFile.write(to: path, expectedSize: total, durability: durability) { writer in
             try writer.write(plan.header)
             progress?(writer.bytesWritten, total)
             for tensor in plan.ordered {
@@ -213,10 +213,21 @@ public enum SafetensorsWriter {
         // Fast path: packed and same dtype — write straight from the (mapped) storage, dropping each
         // chunk's pages from our resident set once written so memory stays flat for any file size.
         if record.isContiguous && output == record.dtype {
-            MappedFile.adviseSequential(record.storage)
             let start = record.storageOffset * record.dtype.byteSize
-            let all = UnsafeRawBufferPointer(rebasing: record.storage.buffer[start..<(start + record.byteCount)])
             var done = 0
+            // Best: the kernel copies file to file, and the bytes never enter this process.
+            if let source = owner.filePath {
+                while done < record.byteCount {
+                    let chunk = min(AtomicFileWriter.blockSize * 16, record.byteCount - done)
+                    guard try writer.copy(fromFile: source, offset: Int64(storageStart + start + done), count: chunk) else { break }
+                    done += chunk
+                    progress?(writer.bytesWritten, total)
+                }
+            }
+            // Otherwise (heap bytes, or a kernel that refused): write from the storage, dropping each
+            // chunk's pages from our resident set once written so memory stays flat for any file size.
+            if done < record.byteCount { MappedFile.adviseSequential(record.storage) }
+            let all = UnsafeRawBufferPointer(rebasing: record.storage.buffer[start..<(start + record.byteCount)])
             while done < all.count {
                 let chunk = min(AtomicFileWriter.blockSize * 4, all.count - done)
                 try writer.write(UnsafeRawBufferPointer(rebasing: all[done..<(done + chunk)]))

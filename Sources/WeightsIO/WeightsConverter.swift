@@ -20,22 +20,22 @@ public enum WeightsConverter {
     /// Converts `input` to the safetensors file `output`. `progress` is asked once, with the opened
     /// store, for a progress callback (return nil for none).
     @discardableResult
-    public static func convert(input: String, output: String, dtype: DType? = nil,
-                               options: ReadOptions = ReadOptions(), progress: Opened? = nil) throws -> Summary {
+    public static func convert(input: String, output: String, dtype: DType? = nil, options: ReadOptions = ReadOptions(),
+                               durability: WriteDurability = .atomic, progress: Opened? = nil) throws -> Summary {
         let store = try WeightsReader.open(input, options: options)
-        try write(store, to: output, dtype: dtype, progress: progress?(store))
+        try write(store, to: output, dtype: dtype, durability: durability, progress: progress?(store))
         return Summary(format: store.format, tensorCount: store.count, bytesRead: store.totalBytes)
     }
 
     /// Writes an opened store to `output` as `convert` does.
     public static func write(_ store: WeightStore, to output: String, dtype: DType? = nil,
-                             progress: SafetensorsWriter.Progress? = nil) throws {
+                             durability: WriteDurability = .atomic, progress: SafetensorsWriter.Progress? = nil) throws {
         let tensors = try store.orderedRecords.map { record -> SafetensorsWriter.Tensor in
             try SafetensorsWriter.Tensor(record: record, castTo: record.dtype.isFloatingPoint ? dtype : nil)
         }
         // safetensors metadata carries over; other formats get the tag save_file's users expect.
         var metadata = store.format == .safetensors || store.format == .shardedSafetensors ? store.metadata : [:]
         if metadata["format"] == nil { metadata["format"] = "pt" }
-        try SafetensorsWriter.write(tensors, metadata: metadata, to: output, progress: progress)
+        try SafetensorsWriter.write(tensors, metadata: metadata, to: output, durability: durability, progress: progress)
     }
 }

@@ -25,8 +25,9 @@ enum WeightsBench {
             report(["case": "weights-read", "path": path, "seconds": seconds, "tensors": tensors, "bytes": bytes,
                     "checksum": checksum, "peak_rss": peakResidentBytes(), "threads": 1])
         },
-        BenchCase(name: "weights-convert", summary: "IN OUT [REPEATS] [DTYPE]: WeightsConverter.convert; best time, VmHWM") { arguments in
-            guard arguments.count >= 2 else { throw BenchUsage("weights-convert IN OUT [REPEATS] [keep|f32|f16|bf16]") }
+        BenchCase(name: "weights-convert", summary: "IN OUT [REPEATS] [DTYPE] [atomic|durable]: WeightsConverter.convert; best time, VmHWM") { arguments in
+            guard arguments.count >= 2 else { throw BenchUsage("weights-convert IN OUT [REPEATS] [keep|f32|f16|bf16] [atomic|durable]") }
+            let durability: WriteDurability = arguments.count > 4 && arguments[4] == "durable" ? .durable : .atomic
             let repeats = arguments.count > 2 ? Int(arguments[2]) ?? 3 : 3
             let dtypeName = arguments.count > 3 ? arguments[3] : "keep"
             let dtype: DType?
@@ -45,10 +46,12 @@ enum WeightsBench {
             for _ in 0..<max(repeats, 1) {
                 unlink(arguments[1])
                 seconds = min(seconds, try bestTime(repeats: 1, warmup: false) {
-                    summary = try WeightsConverter.convert(input: arguments[0], output: arguments[1], dtype: dtype)
+                    summary = try WeightsConverter.convert(input: arguments[0], output: arguments[1], dtype: dtype,
+                                                           durability: durability)
                 })
             }
             report(["case": "weights-convert", "input": arguments[0], "output": arguments[1], "dtype": dtypeName,
+                    "durable": durability == .durable,
                     "seconds": seconds, "tensors": summary?.tensorCount ?? 0, "bytes": summary?.bytesRead ?? 0,
                     "peak_rss": peakResidentBytes(), "threads": 1])
         },

@@ -8,7 +8,8 @@ struct ConvertCommand: ParsableCommand {
         abstract: "Convert any readable weights (file, sharded index, folder) to one safetensors file with the same names.",
         discussion: """
         The output is written to a temporary file beside OUTPUT and renamed into place only when complete, \
-        so a failure never leaves a partial file or damages an existing one. Tensor views are packed; \
+        so a failure never leaves a partial file or damages an existing one (--fsync also makes it survive \
+        a power loss). Tensor views are packed; \
         non-float tensors keep their dtype whatever --dtype says.
         """
     )
@@ -37,6 +38,9 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Do not print progress.")
     var quiet = false
 
+    @Flag(help: "Make the output survive a power loss too: fsync the file and its folder (slower; the write is atomic either way).")
+    var fsync = false
+
     @Option(help: "Write another layout instead: 'diffusers' turns a single-file SD checkpoint into a diffusers pipeline folder OUTPUT.")
     var layout: ConvertLayout?
 
@@ -50,7 +54,8 @@ struct ConvertCommand: ParsableCommand {
         try reportingErrors {
             if let layout { return try convertToLayout(layout, configuration: config, extractEMA: ema) }
             let quiet = self.quiet
-            let summary = try WeightsConverter.convert(input: input, output: output, dtype: dtype.dtype) { store in
+            let summary = try WeightsConverter.convert(input: input, output: output, dtype: dtype.dtype,
+                                                       durability: fsync ? .durable : .atomic) { store in
                 guard !quiet, store.totalBytes >= 64 << 20 else { return nil }
                 let line = ProgressLine(label: "convert")
                 return { done, total in line.update(done: done, total: total) }

@@ -14,9 +14,11 @@ What is measured (best of --repeats, page cache warmed first by reading both fil
             torch.set_num_threads(1), the same thread count as Swift.
 - convert: read the checkpoint, write one safetensors file.
     Swift:  `sdsclip-bench weights-convert IN OUT` (WeightsConverter.convert, what `sdsclip convert`
-            runs: atomic temp file + rename, one fsync).
+            runs: temp file + rename; packed tensors copied file to file by the kernel, no fsync).
     Python: torch.load(IN, weights_only=True) + safetensors.torch.save_file(sd, OUT) (for the
             safetensors input: safetensors.torch.load_file + save_file). No fsync.
+  A second row per input compares equal durability: Swift `sdsclip convert --fsync` (fsync of file and
+  folder) against the Python route followed by os.fsync.
   The two outputs must be byte-identical. The previous output is deleted before each run (untimed).
   A third case converts 128 MiB of transposed views (torch zip; Python packs them with .contiguous()).
 - peak RSS: each route runs in a fresh process; its VmHWM (peak resident set, which counts mapped file
@@ -194,16 +196,17 @@ def main():
         add(label, size, swift, python, python_label, check_sum=False)
         if not same_bytes(out_swift, out_python):
             failures.append(f"{label}: Swift and Python outputs differ")
-        # The same durability as Swift's writer (fsync before done): the file system's share of the time.
+        # Equal durability on both sides (fsync before done): the file system's share of the time.
+        swift_durable = swift_case(binary, "weights-convert", source, out_swift, n, "keep", "durable")
         durable = python_route("convert-fsync", source, out_python, repeats=args.repeats)
-        add(label, size, swift, durable, python_label + "+fsync", check_sum=False)
+        add(label + " (fsync)", size, swift_durable, durable, python_label + "+fsync", check_sum=False)
         for path in (out_swift, out_python):
             os.remove(path)
 
-    print(f"{'work':<18} {'Python route':<26} {'Swift s':>8} {'Python s':>9} {'ratio':>6} "
+    print(f"{'work':<26} {'Python route':<26} {'Swift s':>8} {'Python s':>9} {'ratio':>6} "
           f"{'Swift RSS':>10} {'Python RSS':>11}")
     for label, size, swift, python, python_label in rows:
-        print(f"{label:<18} {python_label:<26} {swift['seconds']:8.3f} {python['seconds']:9.3f} "
+        print(f"{label:<26} {python_label:<26} {swift['seconds']:8.3f} {python['seconds']:9.3f} "
               f"{python['seconds'] / swift['seconds']:6.2f} {swift['peak_rss'] / size:10.1%} {python['peak_rss'] / size:11.1%}")
     print(f"(file sizes: safetensors {size_st / 2**30:.2f} GiB, torch zip {size_pt / 2**30:.2f} GiB; "
           "ratio = Python s / Swift s; RSS = peak resident set / file size)")
