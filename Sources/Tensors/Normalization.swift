@@ -24,8 +24,10 @@ private func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, 
     var statistics = Tensor(uninitializedShape: [layout.segments, 2])   // mean, 1/σ per segment
     let px = x.storage.pointer, py = output.storage.pointer, stats = statistics.storage.pointer
     let pw = weight?.storage.pointer, pb = bias?.storage.pointer
-    parallelFor(layout.segments, grain: max(1, 4096 / max(layout.length, 1))) { range in
-        for s in range {
+    // Segments pulled in small runs (a descheduled worker on a shared machine does not hold up the rest).
+    let grain = max(1, 4096 / max(layout.length, 1))
+    parallelWorkers(layout.segments, batch: max(grain, layout.segments / (4 * Threading.threadCount))) { next in
+        while let range = next() { for s in range {
             let input = px + s * layout.length, out = py + s * layout.length
             let mean = Float(sds_blocked_sum(input, layout.length) / Double(layout.length))
             let variance = sds_blocked_squared_deviation(input, layout.length, mean) / Double(layout.length)
@@ -45,7 +47,7 @@ private func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, 
                     sds_normalize_affine(input + base, out + base, layout.spatial, mean, scale, shift)
                 }
             }
-        }
+        } }
     }
     output.node = nil
     statistics.node = nil
