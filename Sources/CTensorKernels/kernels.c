@@ -440,16 +440,22 @@ static void values_avx2(const float *p, const float *v, float *out, ptrdiff_t ld
     }
 }
 
+static int force_baseline = 0;
+
 static int has_avx2(void) {
     static int cached = -1;   // benign race: every thread computes the same value
     if (cached < 0) {
         __builtin_cpu_init();
         cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
-    return cached;
+    return cached && !force_baseline;
 }
+
+void sds_kernels_force_baseline(int on) { force_baseline = on != 0; }
 #else
 static int has_avx2(void) { return 0; }
+
+void sds_kernels_force_baseline(int on) { (void)on; }
 #endif
 
 int sds_kernels_use_avx2(void) { return has_avx2(); }

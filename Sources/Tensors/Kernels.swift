@@ -237,3 +237,11 @@ extension Tensor {
         return Tensor.record(op, output, inputs: [self]) { g, _ in [Tensor.zipVectorized(input, g, gradient)] }
     }
 }
+
+/// Runs `body` with the baseline (non-AVX2) builds of the CTensorKernels kernels, so tests check both
+/// builds on an AVX2 machine. Not for use while other threads run ops.
+func withBaselineKernels<R>(_ body: () throws -> R) rethrows -> R {
+    sds_kernels_force_baseline(1)
+    defer { sds_kernels_force_baseline(0) }
+    return try body()
+}

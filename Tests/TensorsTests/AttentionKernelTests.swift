@@ -38,4 +38,14 @@ final class AttentionKernelTests: XCTestCase {
     func testValueDepthNotAMultipleOfEightUsesTheGEMMRoute() throws {
         try checkCase(fixture, "d12_short", inputs: ["q", "k", "v"]) { try attention($0["q"]!, $0["k"]!, $0["v"]!) }
     }
+
+    /// The same cases through the baseline (non-AVX2) kernels: the route a CPU without AVX2/FMA takes.
+    func testEveryCaseWithTheBaselineKernels() throws {
+        try withBaselineKernels {
+            try testHeadDepth40AcrossChunkSizesAndThreadCounts()
+            try testValueDepthDiffersFromKeyDepthWithAdditiveMask()
+            try testCausalDepth80WithPeakedRows()
+            try testValueDepthNotAMultipleOfEightUsesTheGEMMRoute()
+        }
+    }
 }

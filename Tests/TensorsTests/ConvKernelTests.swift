@@ -56,4 +56,14 @@ final class ConvKernelTests: XCTestCase {
             }
         }
     }
+
+    /// The same cases through the baseline (non-AVX2) kernels: the route a CPU without AVX2/FMA takes.
+    func testEveryCaseWithTheBaselineKernels() throws {
+        try withBaselineKernels {
+            try testThreeByThreeOverSeveralImages()
+            try testThreeByThreeOnRowsOfManyTilesWithAsymmetricPadding()
+            try testRectangularKernelWithAsymmetricPaddingAndNoBias()
+            try testFiveByFiveKernelWiderThanTheImage()
+        }
+    }
 }

@@ -22,4 +22,12 @@ final class NormKernelTests: XCTestCase {
             try layerNorm($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, eps: 1e-5)
         }
     }
+
+    /// The same cases through the baseline (non-AVX2) kernels: the route a CPU without AVX2/FMA takes.
+    func testEveryCaseWithTheBaselineKernels() throws {
+        try withBaselineKernels {
+            try testGroupNormOverSeveralSummationBlocksWithAnOffsetMean()
+            try testLayerNormOnARaggedWidth()
+        }
+    }
 }

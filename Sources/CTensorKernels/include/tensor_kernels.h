@@ -55,6 +55,10 @@ void sds_winograd_input_row(const float *d, ptrdiff_t paddedW, ptrdiff_t tiles, 
 void sds_winograd_output_row(const float *m, ptrdiff_t kStride, ptrdiff_t tiles, float shift,
                              float *y, ptrdiff_t ldy, ptrdiff_t columns, int twoRows);
 
+/// Forces the baseline kernels (on ≠ 0) even on AVX2 CPUs, so tests can check both builds of every
+/// kernel on one machine. Not for concurrent use with running kernels.
+void sds_kernels_force_baseline(int on);
+
 /// 1 when the AVX2+FMA kernels are in use (for the benchmark's report).
 int sds_kernels_use_avx2(void);
 
