@@ -129,6 +129,22 @@ static void winograd_output_tile(const float *m, ptrdiff_t kStride, float shift,
     }
 }
 
+
+static void shifted_sums_base(const float *p, ptrdiff_t n, float pilot, double *s1, double *s2) {
+    double t1 = 0, t2 = 0;
+    for (ptrdiff_t start = 0; start < n; start += SUM_BLOCK) {
+        ptrdiff_t end = start + SUM_BLOCK < n ? start + SUM_BLOCK : n;
+        float a[8] = { 0 }, b[8] = { 0 };
+        ptrdiff_t i = start;
+        for (; i + 8 <= end; i += 8) for (int l = 0; l < 8; l++) { float d = p[i + l] - pilot; a[l] += d; b[l] += d * d; }
+        float ta = 0, tb = 0;
+        for (; i < end; i++) { float d = p[i] - pilot; ta += d; tb += d * d; }
+        for (int l = 0; l < 8; l++) { ta += a[l]; tb += b[l]; }
+        t1 += ta; t2 += tb;
+    }
+    *s1 = t1; *s2 = t2;
+}
+
 #ifdef SDS_X86
 // ---- AVX2 + FMA builds ----
 
@@ -247,6 +263,27 @@ static double blocked_squared_deviation_avx2(const float *p, ptrdiff_t n, float 
         total += hsum8(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d))) + tail;
     }
     return total;
+}
+
+__attribute__((target("avx2,fma")))
+static void shifted_sums_avx2(const float *p, ptrdiff_t n, float pilot, double *s1, double *s2) {
+    const __m256 m = _mm256_set1_ps(pilot);
+    double t1 = 0, t2 = 0;
+    for (ptrdiff_t start = 0; start < n; start += SUM_BLOCK) {
+        ptrdiff_t end = start + SUM_BLOCK < n ? start + SUM_BLOCK : n;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        ptrdiff_t i = start;
+        for (; i + 16 <= end; i += 16) {
+            __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(p + i), m), x1 = _mm256_sub_ps(_mm256_loadu_ps(p + i + 8), m);
+            a0 = _mm256_add_ps(a0, x0); a1 = _mm256_add_ps(a1, x1);
+            b0 = _mm256_fmadd_ps(x0, x0, b0); b1 = _mm256_fmadd_ps(x1, x1, b1);
+        }
+        float ta = 0, tb = 0;
+        for (; i < end; i++) { float d = p[i] - pilot; ta += d; tb += d * d; }
+        t1 += hsum8(_mm256_add_ps(a0, a1)) + ta;
+        t2 += hsum8(_mm256_add_ps(b0, b1)) + tb;
+    }
+    *s1 = t1; *s2 = t2;
 }
 
 __attribute__((target("avx2,fma")))
@@ -539,4 +576,23 @@ void sds_winograd_output_row(const float *m, ptrdiff_t kStride, ptrdiff_t tiles,
 #endif
     for (ptrdiff_t tx = 0; tx < tiles; tx++)
         winograd_output_tile(m + tx, kStride, shift, y + 2 * tx, ldy, 2 * tx + 1 < columns, twoRows);
+}
+
+void sds_moments(const float *p, ptrdiff_t n, double *mean, double *variance) {
+    if (n <= SUM_BLOCK) {
+        double mu = sds_blocked_sum(p, n) / (double)n;
+        *mean = mu;
+        *variance = sds_blocked_squared_deviation(p, n, (float)mu) / (double)n;
+        return;
+    }
+    float pilot = (float)(sds_blocked_sum(p, SUM_BLOCK) / SUM_BLOCK);
+    double s1, s2;
+#ifdef SDS_X86
+    if (has_avx2()) shifted_sums_avx2(p, n, pilot, &s1, &s2); else
+#endif
+    shifted_sums_base(p, n, pilot, &s1, &s2);
+    double shift = s1 / (double)n;
+    *mean = pilot + shift;
+    double v = s2 / (double)n - shift * shift;
+    *variance = v > 0 ? v : 0;
 }

@@ -143,7 +143,8 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws -> T
             gradX = dx
         }
         if needs[1] {
-            var dw = Tensor(zeros: savedW.shape)
+            // beta 0 writes every element: no zero fill (340 MB of serial memset per ViT-B backward).
+            var dw = Tensor(uninitializedShape: savedW.shape)
             gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows, a: pg, lda: outFeatures,
                  b: savedX.storage.pointer, ldb: inFeatures, c: dw.storage.pointer, ldc: inFeatures)
             dw.node = nil

@@ -17,8 +17,9 @@ private struct NormLayout {
     @inline(__always) func channel(segment s: Int, local: Int) -> Int { (s * channelsPerSegment) % channels + local }
 }
 
-/// Forward pass for both norms. Statistics use blocked sums combined in Double (two passes), so groups
-/// of 10⁵ elements (UNet GroupNorm) keep fp32 accuracy. Saves mean and 1/σ per segment for backward.
+/// Forward pass for both norms. Statistics use blocked sums combined in Double (`sds_moments`: two
+/// passes for rows, one pilot-shifted pass for long groups), so groups of 10⁵ elements (UNet GroupNorm)
+/// keep fp32 accuracy. Saves mean and 1/σ per segment for backward.
 private func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, layout: NormLayout, op: String) -> Tensor {
     var output = Tensor(uninitializedShape: x.shape)
     var statistics = Tensor(uninitializedShape: [layout.segments, 2])   // mean, 1/σ per segment
@@ -29,8 +30,9 @@ private func normalize(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float, 
     parallelWorkers(layout.segments, batch: max(grain, layout.segments / (4 * Threading.threadCount))) { next in
         while let range = next() { for s in range {
             let input = px + s * layout.length, out = py + s * layout.length
-            let mean = Float(sds_blocked_sum(input, layout.length) / Double(layout.length))
-            let variance = sds_blocked_squared_deviation(input, layout.length, mean) / Double(layout.length)
+            var meanValue = 0.0, variance = 0.0
+            if layout.length > 0 { sds_moments(input, layout.length, &meanValue, &variance) }
+            let mean = Float(meanValue)
             let inverseStd = Float(1 / (variance + Double(eps)).squareRoot())
             stats[2 * s] = mean
             stats[2 * s + 1] = inverseStd

@@ -40,6 +40,12 @@ double sds_blocked_sum(const float *p, ptrdiff_t n);
 /// Σ (p[i] − mean)² with the same blocking as `sds_blocked_sum`.
 double sds_blocked_squared_deviation(const float *p, ptrdiff_t n, float mean);
 
+/// Mean and biased variance of p[0..<n] (n > 0). Rows of up to 1024 elements: two passes (mean, then
+/// Σ (x − mean)²). Longer ones: the mean of the first 1024 as a pilot, then one pass of Σ d and Σ d²
+/// with d = x − pilot (float lanes per 1024-block, blocks in double); the pilot is close to the mean,
+/// so the variance loses nothing to cancellation.
+void sds_moments(const float *p, ptrdiff_t n, double *mean, double *variance);
+
 /// y[i] = (x[i] − mean)·scale + shift (normalisation with a per-channel affine folded into scale/shift).
 void sds_normalize_affine(const float *x, float *y, ptrdiff_t n, float mean, float scale, float shift);
 
