@@ -77,7 +77,7 @@ struct WinogradConvolution {
     private func transformWeights(_ weight: UnsafePointer<Float>, into u: UnsafeMutablePointer<Float>) {
         let (c, o) = (channels, outChannels)
         let kStride = o * c
-        for outChannel in 0..<o {
+        parallelFor(o, grain: 8) { outChannels in for outChannel in outChannels {
             for channel in 0..<c {
                 let g = weight + (outChannel * c + channel) * 9
                 let target = u + outChannel * c + channel
@@ -94,7 +94,7 @@ struct WinogradConvolution {
                 rowTimesGT(2, 0.5 * (g[0] - g[3] + g[6]), 0.5 * (g[1] - g[4] + g[7]), 0.5 * (g[2] - g[5] + g[8]))
                 rowTimesGT(3, g[6], g[7], g[8])
             }
-        }
+        } }
     }
 
     /// The image [C, H, W] into a zero-bordered [C, paddedH, paddedW] buffer (the conv's padding on the
