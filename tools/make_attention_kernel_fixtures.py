@@ -14,28 +14,21 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from fixturelib import record_op, seeded_randn
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "tensors", "attention_kernels.safetensors")
 gen = torch.Generator().manual_seed(4096)
 
 
-def randn(*shape, scale=1.0):
-    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32) * scale
+randn = seeded_randn(gen)
 
 
 def add(tensors, name, q, k, v, mask=None, causal=False, scale=None):
-    leaves = {n: t.double().requires_grad_(True) for n, t in (("q", q), ("k", k), ("v", v))}
-    out = F.scaled_dot_product_attention(leaves["q"], leaves["k"], leaves["v"],
-                                         attn_mask=None if mask is None else mask.double(), is_causal=causal, scale=scale)
-    for n, t in (("q", q), ("k", k), ("v", v)):
-        tensors[f"{name}.input.{n}"] = t.contiguous()
-    if mask is not None:
-        tensors[f"{name}.input.mask"] = mask.contiguous()
-    tensors[f"{name}.output"] = out.detach().float().contiguous()
-    upstream = randn(*out.shape)
-    tensors[f"{name}.upstream"] = upstream.contiguous()
-    out.backward(upstream.double())
-    for n, leaf in leaves.items():
-        tensors[f"{name}.grad.{n}"] = leaf.grad.float().contiguous()
+    def attend(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask.double(),
+                                              is_causal=causal, scale=scale)
+    record_op(tensors, name, attend, {"q": q, "k": k, "v": v}, randn,
+              constants=None if mask is None else {"mask": mask})
 
 
 def main():

@@ -13,25 +13,17 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from fixturelib import record_op, seeded_randn
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "tensors", "conv_kernels.safetensors")
 gen = torch.Generator().manual_seed(320)
 
 
-def randn(*shape, scale=1.0):
-    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32) * scale
+randn = seeded_randn(gen)
 
 
 def add(tensors, name, fn, inputs):
-    leaves = {n: t.double().requires_grad_(True) for n, t in inputs.items()}
-    out = fn(**leaves)
-    for n, t in inputs.items():
-        tensors[f"{name}.input.{n}"] = t.contiguous()
-    tensors[f"{name}.output"] = out.detach().float().contiguous()
-    upstream = randn(*out.shape)
-    tensors[f"{name}.upstream"] = upstream.contiguous()
-    out.backward(upstream.double())
-    for n, leaf in leaves.items():
-        tensors[f"{name}.grad.{n}"] = leaf.grad.float().contiguous()
+    record_op(tensors, name, fn, inputs, randn)
 
 
 def main():
