@@ -82,7 +82,11 @@ private struct ConvGeometry {
 
     /// Stride-1 kernels over enough channels run as kh·kw shifted GEMMs on a zero-padded copy of the
     /// image (no im2col); few channels would make those GEMMs too thin.
-    var usesShiftedProducts: Bool { strideH == 1 && strideW == 1 && !isPointwise && channels >= 16 }
+    /// Small images go through im2col instead: both fast paths rearrange the whole weight on every
+    /// call, which dominates when few output pixels share it (the UNet's 8×8 and 16×16 levels).
+    var usesShiftedProducts: Bool {
+        strideH == 1 && strideW == 1 && !isPointwise && channels >= 16 && outPixels >= ConvTuning.shiftedMinimumOutputPixels
+    }
 
     /// Output-row tiles covering the image.
     var tiles: [Range<Int>] {
@@ -93,6 +97,16 @@ private struct ConvGeometry {
 /// 2-D cross-correlation as torch.nn.functional.conv2d (groups = 1, no dilation):
 /// x [N, C, H, W], weight [O, C, kh, kw], bias [O]. Lowered to GEMMs via im2col over tiles of output
 /// rows (bounded scratch memory); a 1×1 stride-1 convolution is one GEMM on the image itself.
+public enum ConvTuning {
+    /// Winograd F(2×2,3×3) transforms the weights on every call (16/9 of their size), which only
+    /// pays off when enough output pixels share them; smaller 3×3 convolutions (the UNet's 8×8
+    /// levels at 1280 channels) use shifted GEMMs. Measured with `sdsclip-bench conv3x3-shape`.
+    nonisolated(unsafe) public static var winogradMinimumOutputPixels = 256
+    /// Output pixels per image below which stride-1 convolutions use im2col + one GEMM rather than
+    /// shifted GEMMs or Winograd.
+    nonisolated(unsafe) public static var shiftedMinimumOutputPixels = 2048
+}
+
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                    stride: (height: Int, width: Int) = (1, 1), padding: Padding2D = .zero) throws -> Tensor {
     try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: 1 << 23)
@@ -126,7 +140,7 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
     let shifted = geometry.usesShiftedProducts
     let columns = geometry.isPointwise || shifted ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
     defer { columns?.deallocate() }
-    if shifted && kh == 3 && kw == 3 {
+    if shifted && kh == 3 && kw == 3 && n * geometry.outPixels >= ConvTuning.winogradMinimumOutputPixels {
         WinogradConvolution(channels: c, height: h, width: w, outChannels: o, padding: padding, budget: columnBudget)
             .forward(px, images: n, weight: pw, bias: bias?.storage.pointer, into: py)
     } else if shifted {

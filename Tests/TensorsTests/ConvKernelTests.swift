@@ -2,7 +2,7 @@ import XCTest
 @testable import Tensors
 
 /// Stride-1 convolutions from 16 channels up (3×3 by Winograd F(2×2, 3×3), other kernels as shifted
-/// GEMMs on a padded image) against torch's
+/// GEMMs on a padded image, and the same cases through im2col) against torch's
 /// conv2d (fixtures/tensors/conv_kernels.safetensors, made by tools/make_conv_kernel_fixtures.py in
 /// float64): several images, rectangular kernels, asymmetric padding, no bias, accumulator tiles of one
 /// row and of the whole image, one and three workers; gradients as well.
@@ -12,14 +12,21 @@ final class ConvKernelTests: XCTestCase {
 
     override func setUpWithError() throws { fixture = try FixtureFile(named: "conv_kernels") }
 
-    /// Runs `body` with every combination of worker count and accumulator budget (1 << 23 is the default;
-    /// 1 forces one output row per tile).
+    /// Runs `body` with every combination of algorithm (the fast paths forced on for these small images,
+    /// and im2col forced), worker count and accumulator budget (1 << 23 is the default; 1 forces one
+    /// output row per tile).
     private func acrossTilingsAndThreads(_ body: (Int) throws -> Void) rethrows {
-        let saved = Threading.threadCount
-        defer { Threading.setThreadCount(saved) }
-        for threads in [1, 3] {
-            Threading.setThreadCount(threads)
-            for budget in [1 << 23, 1] { try body(budget) }
+        let saved = (Threading.threadCount, ConvTuning.winogradMinimumOutputPixels, ConvTuning.shiftedMinimumOutputPixels)
+        defer {
+            Threading.setThreadCount(saved.0)
+            (ConvTuning.winogradMinimumOutputPixels, ConvTuning.shiftedMinimumOutputPixels) = (saved.1, saved.2)
+        }
+        for (winograd, shifted) in [(0, 0), (Int.max, Int.max)] {
+            (ConvTuning.winogradMinimumOutputPixels, ConvTuning.shiftedMinimumOutputPixels) = (winograd, shifted)
+            for threads in [1, 3] {
+                Threading.setThreadCount(threads)
+                for budget in [1 << 23, 1] { try body(budget) }
+            }
         }
     }
 
