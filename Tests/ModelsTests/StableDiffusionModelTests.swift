@@ -109,10 +109,13 @@ final class StableDiffusionModelTests: XCTestCase {
         let sd2 = try UNetConfiguration.read(Self.fixture("sd2_diffusers/unet/config.json"))
         XCTAssertEqual(try sd2.heads(), [2, 3, 4])
         XCTAssertTrue(sd2.useLinearProjection)
-        // An empty object is diffusers' default UNet, which is SD 1.x.
+        // An empty object is diffusers' default UNet: SD 1.x's blocks, but a 1280-wide text context
+        // (UNet2DConditionModel's cross_attention_dim default), where SD 1.x uses 768.
         var defaults = try DiffusersConfigReader.decode(UNetConfiguration.self, from: Data("{}".utf8), file: "x")
         XCTAssertNil(defaults.sampleSize)
+        XCTAssertEqual(try defaults.crossAttentionDims(), [1280, 1280, 1280, 1280])
         defaults.sampleSize = 64
+        defaults.crossAttentionDim = .shared(768)
         XCTAssertEqual(defaults, UNetConfiguration.sd1)
         XCTAssertEqual(try UNetConfiguration.sd2.heads(), [5, 10, 20, 20])
         let vae = try AutoencoderConfiguration.read(Self.fixture("sd1_diffusers/vae/config.json"))

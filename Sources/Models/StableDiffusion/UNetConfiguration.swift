@@ -60,7 +60,7 @@ public struct UNetConfiguration: Codable, Equatable, Sendable {
         case dualCrossAttention = "dual_cross_attention", attentionType = "attention_type"
     }
 
-    /// The SD 1.x UNet (diffusers' defaults are exactly this model).
+    /// The SD 1.x UNet (diffusers' defaults, except the 768-wide text context; diffusers defaults to 1280).
     public static let sd1 = UNetConfiguration()
 
     /// The SD 2.x UNet: 64-wide heads (5/10/20/20), linear projections, 1024-wide context.
@@ -131,7 +131,8 @@ public struct UNetConfiguration: Codable, Equatable, Sendable {
         actFn = try c.value(.actFn, default: d.actFn)
         normNumGroups = try c.value(.normNumGroups, default: d.normNumGroups)
         normEps = try c.value(.normEps, default: d.normEps)
-        crossAttentionDim = try c.value(.crossAttentionDim, default: d.crossAttentionDim)
+        // diffusers' own default is 1280 (not SD1's 768): a config.json without the key means 1280.
+        crossAttentionDim = try c.value(.crossAttentionDim, default: .shared(1280))
         transformerLayersPerBlock = try c.value(.transformerLayersPerBlock, default: d.transformerLayersPerBlock)
         reverseTransformerLayersPerBlock = try c.decodeIfPresent([Int].self, forKey: .reverseTransformerLayersPerBlock)
         attentionHeadDim = try c.value(.attentionHeadDim, default: d.attentionHeadDim)
