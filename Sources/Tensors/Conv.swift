@@ -166,21 +166,24 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
         }
     }
     output.node = nil
-    let (savedX, savedW) = (x.detached, weight.detached)
+    // The input is only needed for the weight's gradient: a frozen weight (the SDS teacher) keeps
+    // nothing of it alive for backward.
+    let savedX: Tensor? = weight.requiresGrad ? x.detached : nil
+    let savedW = weight.detached, inputShape = x.shape
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
     return Tensor.record("conv2d", output, inputs: inputs) { g, needs in
-        let pg = g.storage.pointer, px = savedX.storage.pointer, pw = savedW.storage.pointer
-        var dx = needs[0] ? Tensor(zeros: savedX.shape) : nil
+        let pg = g.storage.pointer, pw = savedW.storage.pointer
+        var dx = needs[0] ? Tensor(zeros: inputShape) : nil
         var dw = needs[1] ? Tensor(zeros: savedW.shape) : nil
         let scratch = geometry.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
         defer { scratch?.deallocate() }
         for image in 0..<n {
             let grad = pg + image * o * pixels
-            let input = px + image * c * h * w
+            let input = savedX.map { $0.storage.pointer + image * c * h * w }
             guard let scratch else {
                 // 1×1: dW += g[n]·x[n]ᵀ, dx[n] = Wᵀ·g[n]
-                if let weightGradient = dw?.storage.pointer {
+                if let weightGradient = dw?.storage.pointer, let input {
                     gemm(transA: false, transB: true, m: o, n: patch, k: pixels, a: grad, lda: pixels,
                          b: input, ldb: pixels, beta: 1, c: weightGradient, ldc: patch)
                 }
@@ -193,7 +196,7 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
             for rows in geometry.tiles {
                 let tilePixels = rows.count * outWidth
                 let gradTile = grad + rows.lowerBound * outWidth
-                if let weightGradient = dw?.storage.pointer {
+                if let weightGradient = dw?.storage.pointer, let input {
                     // dW += g[:, tile] · cols(tile)ᵀ
                     geometry.im2col(input, rows: rows, into: scratch)
                     gemm(transA: false, transB: true, m: o, n: patch, k: tilePixels, a: gradTile, lda: pixels,

@@ -129,20 +129,22 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws -> T
     gemm(transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures, a: x.storage.pointer, lda: inFeatures,
          b: weight.storage.pointer, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: py, ldc: outFeatures)
     output.node = nil
-    let (savedX, savedW) = (x.detached, weight.detached)
+    // x is only needed for the weight's gradient: frozen layers keep nothing of it for backward.
+    let savedX: Tensor? = weight.requiresGrad ? x.detached : nil
+    let savedW = weight.detached, inputShape = x.shape
     var inputs = [x, weight]
     if let bias { inputs.append(bias) }
     return Tensor.record("linear", output, inputs: inputs) { g, needs in
         let pg = g.storage.pointer
         var gradX: Tensor? = nil, gradW: Tensor? = nil, gradB: Tensor? = nil
         if needs[0] {
-            var dx = Tensor(uninitializedShape: savedX.shape)
+            var dx = Tensor(uninitializedShape: inputShape)
             gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures, a: pg, lda: outFeatures,
                  b: savedW.storage.pointer, ldb: inFeatures, c: dx.storage.pointer, ldc: inFeatures)
             dx.node = nil
             gradX = dx
         }
-        if needs[1] {
+        if needs[1], let savedX {
             // beta 0 writes every element: no zero fill (340 MB of serial memset per ViT-B backward).
             var dw = Tensor(uninitializedShape: savedW.shape)
             gemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows, a: pg, lda: outFeatures,

@@ -92,6 +92,29 @@ final class AutogradTests: XCTestCase {
         XCTAssertEqual(loss.count, 1)
     }
 
+    /// The SDS teacher path: gradients flow through frozen layers to their input, and those layers
+    /// must not keep their inputs alive (only a weight gradient needs them).
+    func testFrozenLayersDoNotKeepTheirInputsForBackward() throws {
+        let latent = Parameter(Tensor.randn(shape: [1, 4, 6, 6], seed: 31))
+        let convWeight = Parameter(Tensor.randn(shape: [4, 4, 3, 3], seed: 32, scale: 0.1), requiresGrad: false)
+        let linearWeight = Parameter(Tensor.randn(shape: [5, 6], seed: 33, scale: 0.1), requiresGrad: false)
+        weak var convInput: TensorStorage?, linearInput: TensorStorage?
+        let loss: Tensor = try {
+            let scaled = latent.tensor * 2                // the conv's input: an intermediate
+            convInput = scaled.storage
+            let convolved = try conv2d(scaled, weight: convWeight.tensor, stride: 1, padding: 1)
+            let activated = silu(convolved)               // the linear's input (saved by silu itself for its own backward)
+            let squared = activated * 3
+            linearInput = squared.storage
+            return try linear(squared, weight: linearWeight.tensor).sum()
+        }()
+        XCTAssertNil(convInput, "a frozen conv does not hold its input")
+        XCTAssertNil(linearInput, "a frozen linear does not hold its input")
+        try loss.backward()
+        XCTAssertEqual(latent.grad?.shape, [1, 4, 6, 6])
+        XCTAssertNil(convWeight.grad)
+    }
+
     func testAdamWRejectsAParameterWhoseShapeChanged() throws {
         let p = Parameter(Tensor.randn(shape: [3], seed: 31))
         let optimizer = AdamW(parameters: [p])
