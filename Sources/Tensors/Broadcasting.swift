@@ -58,24 +58,28 @@ extension Tensor {
     /// Reads this tensor as `target` (which it must broadcast to) into a new contiguous tensor.
     func expanded(to target: [Int]) -> Tensor {
         if shape == target { return self.detached }
-        let sourceStrides = Broadcast.strides(of: shape, readAs: target)
-        var result = Tensor(uninitializedShape: target)
-        let inner = target.last ?? 1
+        return gathered(shape: target, strides: Broadcast.strides(of: shape, readAs: target))
+    }
+
+    /// A new contiguous tensor of `shape` whose element at index i reads this storage at
+    /// Σ iₖ·strides[k]: the one strided copy behind broadcasting and permutes.
+    func gathered(shape outShape: [Int], strides readStrides: [Int]) -> Tensor {
+        let result = Tensor(uninitializedShape: outShape)
+        let inner = outShape.last ?? 1
         let rows = inner == 0 ? 0 : result.count / inner
-        let innerStride = sourceStrides.last ?? 0
+        let step = readStrides.last ?? 0
         let source = storage.pointer, destination = result.storage.pointer
-        target.withUnsafeBufferPointer { shapeBuffer in
-            sourceStrides.withUnsafeBufferPointer { strideBuffer in
+        outShape.withUnsafeBufferPointer { shapeBuffer in
+            readStrides.withUnsafeBufferPointer { strideBuffer in
                 parallelFor(rows, grain: max(1, 4096 / max(inner, 1))) { range in
                     for row in range {
                         let base = Broadcast.rowOffset(row, shape: shapeBuffer, strides: strideBuffer)
                         let out = destination + row * inner
-                        for j in 0..<inner { out[j] = source[base + j * innerStride] }
+                        for j in 0..<inner { out[j] = source[base + j * step] }
                     }
                 }
             }
         }
-        result.node = nil
         return result
     }
 

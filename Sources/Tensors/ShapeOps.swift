@@ -51,27 +51,9 @@ extension Tensor {
     }
 
     func permutedCopy(_ order: [Int]) -> Tensor {
-        let outShape = order.map { shape[$0] }
         if order == Array(0..<rank) { return detached }
         let sourceStrides = Broadcast.contiguousStrides(shape)
-        let readStrides = order.map { sourceStrides[$0] }
-        let result = Tensor(uninitializedShape: outShape)
-        let inner = outShape.last ?? 1
-        let rows = inner == 0 ? 0 : result.count / inner
-        let step = readStrides.last ?? 1
-        let source = storage.pointer, destination = result.storage.pointer
-        outShape.withUnsafeBufferPointer { shapeBuffer in
-            readStrides.withUnsafeBufferPointer { strideBuffer in
-                parallelFor(rows, grain: max(1, 4096 / max(inner, 1))) { range in
-                    for row in range {
-                        let base = Broadcast.rowOffset(row, shape: shapeBuffer, strides: strideBuffer)
-                        let out = destination + row * inner
-                        for j in 0..<inner { out[j] = source[base + j * step] }
-                    }
-                }
-            }
-        }
-        return result
+        return gathered(shape: order.map { shape[$0] }, strides: order.map { sourceStrides[$0] })
     }
 
     /// Elements `start..<start+length` along `axis` (torch.narrow), as a contiguous copy.
