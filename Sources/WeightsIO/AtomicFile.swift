@@ -38,13 +38,11 @@ public final class AtomicFileWriter {
     private var writebackStart: Int64 = 0
     private var preallocated: Int64 = 0
     private let durability: WriteDurability
-    /// Source files opened for `copy(fromFile:…)`, closed on commit or abort.
-    private var sourceDescriptors: [String: Int32] = [:]
-    /// False once the kernel refused `copy_file_range` between these files; then we copy ourselves.
-    private var kernelCopyWorks = true
 
     /// Block size for buffered writes; large blocks keep syscalls rare for multi-GB outputs.
     public static let blockSize = 4 << 20
+    /// Pieces at least this large skip the buffer.
+    public static let directWriteMinimum = 64 << 10
     /// Start write-back of every 32 MiB as it is written.
     public static let writebackInterval: Int64 = 32 << 20
 
@@ -92,21 +90,18 @@ public final class AtomicFileWriter {
         bufferStart.deallocate()
     }
 
-    /// Appends bytes. Small pieces are buffered; large ones go straight to the file.
+    /// Appends bytes. Small pieces are gathered in the buffer; from `directWriteMinimum` on they go
+    /// straight to the file, since a copy through the buffer would cost more than the system call saves.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !finished else { throw WeightsError(.io, file: destination, "write after commit or abort") }
         guard bytes.count > 0, let source = bytes.baseAddress else { return }
-        if buffered + bytes.count <= buffer.count {
+        if bytes.count >= Self.directWriteMinimum {
+            try flush()
+            try writeFully(bytes)
+        } else {
+            if buffered + bytes.count > buffer.count { try flush() }
             (bufferStart + buffered).copyMemory(from: source, byteCount: bytes.count)
             buffered += bytes.count
-        } else {
-            try flush()
-            if bytes.count >= buffer.count {
-                try writeFully(bytes)
-            } else {
-                bufferStart.copyMemory(from: source, byteCount: bytes.count)
-                buffered = bytes.count
-            }
         }
         bytesWritten += Int64(bytes.count)
     }
@@ -125,44 +120,6 @@ public final class AtomicFileWriter {
         precondition(produced >= 0 && produced <= room, "fill reported more bytes than it was given")
         buffered += produced
         bytesWritten += Int64(produced)
-    }
-
-    /// Appends `count` bytes of the file at `path` from `offset`, copied file to file inside the
-    /// kernel (no trip through user memory or a mapping). Returns false, having written nothing,
-    /// when the kernel cannot do it for these files (another file system, an old kernel); the
-    /// caller then writes the bytes itself.
-    public func copy(fromFile path: String, offset: Int64, count: Int) throws -> Bool {
-        guard !finished else { throw WeightsError(.io, file: destination, "write after commit or abort") }
-        guard count > 0 else { return true }
-        guard kernelCopyWorks, let copyRange = LinuxFileCalls.copyFileRange else { return false }
-        let source: Int32
-        if let open = sourceDescriptors[path] {
-            source = open
-        } else {
-            source = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-            guard source >= 0 else { return false }
-            sourceDescriptors[path] = source
-        }
-        try flush()
-        var sourceOffset = offset
-        var left = count
-        while left > 0 {
-            // nil output offset: the copy continues at (and advances) the file position, like write().
-            let copied = copyRange(source, &sourceOffset, descriptor, nil, min(left, 1 << 30), 0)
-            if copied < 0 {
-                if errno == EINTR { continue }
-                if left == count, [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP, EBADF, EPERM].contains(errno) {
-                    kernelCopyWorks = false
-                    return false
-                }
-                throw WeightsError(.io, file: destination, "copying from \(path) failed: \(String(cString: strerror(errno)))")
-            }
-            if copied == 0 { throw WeightsError(.io, file: destination, "\(path) ended before offset \(sourceOffset + Int64(left))") }
-            left -= copied
-        }
-        advance(by: Int64(count))
-        bytesWritten += Int64(count)
-        return true
     }
 
     /// Flushes, renames over the destination (fsyncing file and folder when `.durable`).
@@ -190,7 +147,6 @@ public final class AtomicFileWriter {
             throw error
         }
         finished = true
-        closeSources()
         if durability == .durable { syncFolder() }
     }
 
@@ -200,12 +156,6 @@ public final class AtomicFileWriter {
         descriptor = -1
         unlink(temporaryPath)
         finished = true
-        closeSources()
-    }
-
-    private func closeSources() {
-        for source in sourceDescriptors.values { close(source) }
-        sourceDescriptors = [:]
     }
 
     private func flush() throws {
@@ -256,10 +206,6 @@ enum LinuxFileCalls {
     typealias Fallocate = @convention(c) (Int32, Int32, Int64, Int64) -> Int32
     typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
 
-    typealias CopyFileRange = @convention(c) (Int32, UnsafeMutablePointer<Int64>?, Int32, UnsafeMutablePointer<Int64>?, Int, UInt32) -> Int
-
-    /// `copy_file_range(fd_in, off_in, fd_out, off_out, len, flags)` (Linux 4.5+, glibc 2.27+).
-    static let copyFileRange: CopyFileRange? = lookup("copy_file_range", as: CopyFileRange.self)
     /// `fallocate(fd, mode, offset, length)`; mode 0 allocates and extends the size.
     static let fallocate: Fallocate? = lookup("fallocate64", as: Fallocate.self)
     /// `sync_file_range(fd, offset, count, flags)`.

@@ -85,16 +85,12 @@ public final class ByteOwner: @unchecked Sendable {
     /// True for a read-only mapping of a file: its resident pages can be dropped after use (they
     /// refill from the file on the next access), which keeps streaming conversions' memory flat.
     public let isFileMapping: Bool
-    /// For a mapping of a whole file from offset 0: its path, so writers can copy byte ranges
-    /// file-to-file in the kernel (`copy_file_range`) instead of through the mapping.
-    public let filePath: String?
     private let release: (@Sendable (UnsafeRawBufferPointer) -> Void)?
 
-    public init(bytes: UnsafeRawBufferPointer, isFileMapping: Bool = false, filePath: String? = nil,
+    public init(bytes: UnsafeRawBufferPointer, isFileMapping: Bool = false,
                 release: (@Sendable (UnsafeRawBufferPointer) -> Void)?) {
         self.bytes = bytes
         self.isFileMapping = isFileMapping
-        self.filePath = isFileMapping ? filePath : nil
         self.release = release
     }
 

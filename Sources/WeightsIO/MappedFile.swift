@@ -26,7 +26,7 @@ public enum MappedFile {
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw WeightsError(.io, file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
         }
-        return ByteOwner(bytes: UnsafeRawBufferPointer(start: base, count: size), isFileMapping: true, filePath: path) { buffer in
+        return ByteOwner(bytes: UnsafeRawBufferPointer(start: base, count: size), isFileMapping: true) { buffer in
             if let start = buffer.baseAddress { munmap(UnsafeMutableRawPointer(mutating: start), buffer.count) }
         }
     }
@@ -41,19 +41,35 @@ public enum MappedFile {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), length, MADV_WILLNEED)
     }
 
+    /// Maps the pages of `range` of a file mapping into this process in one call (Linux 5.14+
+    /// `MADV_POPULATE_READ`), ahead of a bulk read such as a `write` from the mapping. Older kernels
+    /// refuse the advice and the pages simply fault in on access.
+    public static func prefault(of owner: ByteOwner, range: Range<Int>) {
+        guard let pages = wholePages(of: owner, range: range) else { return }
+        _ = madvise(pages.start, pages.length, populateRead)
+    }
+
     /// Drops this process's resident pages for `range` of a file mapping once they have been
     /// consumed, so streaming a multi-GB file does not count it all as resident memory. The data stays
     /// valid: a read-only private file mapping refills from the file (usually the page cache) on
     /// the next access. Does nothing for owners that are not file mappings (heap bytes would be lost).
     public static func releaseResidentPages(of owner: ByteOwner, range: Range<Int>) {
-        guard owner.isFileMapping, !range.isEmpty, range.upperBound <= owner.bytes.count,
-              let base = owner.bytes.baseAddress else { return }
         // Whole pages touching the range; neighbours' pages just fault back in if needed again.
-        let start = (range.lowerBound / pageSize) * pageSize
-        let end = min(((range.upperBound + pageSize - 1) / pageSize) * pageSize, owner.bytes.count)
-        guard end > start else { return }
-        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+        guard let pages = wholePages(of: owner, range: range) else { return }
+        _ = madvise(pages.start, pages.length, MADV_DONTNEED)
     }
 
-    private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+    /// The whole pages that cover `range` of a file mapping; nil for other owners or an empty range.
+    private static func wholePages(of owner: ByteOwner, range: Range<Int>) -> (start: UnsafeMutableRawPointer, length: Int)? {
+        guard owner.isFileMapping, !range.isEmpty, range.upperBound <= owner.bytes.count,
+              let base = owner.bytes.baseAddress else { return nil }
+        let start = (range.lowerBound / pageSize) * pageSize
+        let end = min(((range.upperBound + pageSize - 1) / pageSize) * pageSize, owner.bytes.count)
+        guard end > start else { return nil }
+        return (UnsafeMutableRawPointer(mutating: base + start), end - start)
+    }
+
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+    /// `MADV_POPULATE_READ` from <linux/mman.h>, which Glibc's Swift module does not export.
+    private static let populateRead: Int32 = 22
 }
