@@ -61,10 +61,11 @@ public enum StridedGather {
         let innerExtent = record.shape[rank - 1]
         let innerStride = record.strides[rank - 1]
         // Transposed views (rows strided, columns packed in the source: `w.t()`): walking output rows
-        // reads one element per cache line. Instead copy bands of whole rows column by column, so each
-        // source read is a packed run of `band` elements and the writes stay in a small output window.
+        // reads one element per cache line. Instead copy bands of `band` whole rows in blocks of
+        // columns, so each source read is a packed run of `band` elements (several cache lines of one
+        // page) and the writes stay in a small output window.
         let rowStride = rank >= 2 ? record.strides[rank - 2] : 0
-        let band = 64 / size
+        let band = 256 / size
         let tiled = rank >= 2 && rowStride == 1 && innerStride != 1 && innerExtent > 1
         var output = destination
         var left = elements.count
@@ -145,12 +146,21 @@ public enum StridedGather {
                                     _ destination: UnsafeMutableRawPointer) {
         let size = MemoryLayout<T>.size
         let rowBytes = columns * size
-        for column in 0..<columns {
-            let from = source + column * columnStride
-            let to = destination + column * size
+        // Blocks of `block` columns: the block's source runs and its output rows (one cache line each
+        // for 4-byte elements) both stay in L1 while it is transposed.
+        let block = 16
+        var first = 0
+        while first < columns {
+            let width = min(block, columns - first)
             for row in 0..<rows {
-                to.storeBytes(of: from.loadUnaligned(fromByteOffset: row * size, as: T.self), toByteOffset: row * rowBytes, as: T.self)
+                let to = destination + row * rowBytes + first * size
+                let from = source + first * columnStride + row * size
+                for column in 0..<width {
+                    to.storeBytes(of: from.loadUnaligned(fromByteOffset: column * columnStride, as: T.self),
+                                  toByteOffset: column * size, as: T.self)
+                }
             }
+            first += width
         }
     }
 
