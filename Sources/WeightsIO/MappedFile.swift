@@ -54,10 +54,17 @@ public enum MappedFile {
     /// valid: a read-only private file mapping refills from the file (usually the page cache) on
     /// the next access. Does nothing for owners that are not file mappings (heap bytes would be lost).
     public static func releaseResidentPages(of owner: ByteOwner, range: Range<Int>) {
-        // Whole pages touching the range; neighbours' pages just fault back in if needed again.
-        guard let pages = wholePages(of: owner, range: range) else { return }
+        // The kernel maps a page-cache folio (up to 2 MiB) whole when any page of it is touched, so
+        // pages beside the range may be resident too; drop the whole 2 MiB blocks around it.
+        // Neighbours' pages just fault back in if they are needed again.
+        let start = range.lowerBound / releaseBlock * releaseBlock
+        let end = (range.upperBound + releaseBlock - 1) / releaseBlock * releaseBlock
+        guard let pages = wholePages(of: owner, range: start..<min(end, owner.bytes.count)) else { return }
         _ = madvise(pages.start, pages.length, MADV_DONTNEED)
     }
+
+    /// The largest page-cache folio a file mapping maps at once (a PMD on x86-64 and arm64 with 4 KiB pages).
+    private static let releaseBlock = 2 << 20
 
     /// The whole pages that cover `range` of a file mapping; nil for other owners or an empty range.
     private static func wholePages(of owner: ByteOwner, range: Range<Int>) -> (start: UnsafeMutableRawPointer, length: Int)? {

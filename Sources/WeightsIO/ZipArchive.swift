@@ -49,7 +49,7 @@ public struct ZipArchive: Sendable {
     public init(owner: ByteOwner, file: String, limits: ZipLimits = .init()) throws {
         self.file = file
         self.owner = owner
-        let parsed = try ZipDirectoryParser(bytes: owner.bytes, file: file, limits: limits).parse()
+        let parsed = try ZipDirectoryParser(owner: owner, file: file, limits: limits).parse()
         self.entries = parsed.entries
         self.indexByName = parsed.index
     }
@@ -105,9 +105,10 @@ private func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
 
 /// Reads the end records and the central directory, checking every structural rule.
 private struct ZipDirectoryParser {
-    let bytes: UnsafeRawBufferPointer
+    let owner: ByteOwner
     let file: String
     let limits: ZipLimits
+    var bytes: UnsafeRawBufferPointer { owner.bytes }
 
     private func fail(_ kind: WeightsError.Kind = .format, at offset: Int, _ message: String) -> WeightsError {
         WeightsError(kind, file: file, at: "zip byte \(offset)", message)
@@ -150,6 +151,9 @@ private struct ZipDirectoryParser {
             }
             index[entry.name] = entries.count
             entries.append(entry)
+            // Reading the local header mapped the page-cache folio around it (up to 2 MiB); unmapped
+            // at once, a checkpoint's thousand headers do not add up to a large resident set.
+            MappedFile.releaseResidentPages(of: owner, range: entry.localHeaderOffset..<entry.dataOffset)
         }
         guard cursor == directoryEnd else {
             throw fail(.corrupt, at: cursor, "central directory has \(directoryEnd - cursor) bytes beyond its \(end.entryCount) entries")
