@@ -109,6 +109,8 @@ private struct ZipDirectoryParser {
     let file: String
     let limits: ZipLimits
     var bytes: UnsafeRawBufferPointer { owner.bytes }
+    /// File span whose local headers are unmapped together once read.
+    static let releaseSpan = 64 << 20
 
     private func fail(_ kind: WeightsError.Kind = .format, at offset: Int, _ message: String) -> WeightsError {
         WeightsError(kind, file: file, at: "zip byte \(offset)", message)
@@ -144,6 +146,7 @@ private struct ZipDirectoryParser {
         index.reserveCapacity(end.entryCount)
         var cursor = end.directoryOffset
         let directoryEnd = end.directoryOffset + end.directorySize
+        var touched: Range<Int>?
         for _ in 0 ..< end.entryCount {
             let entry = try readCentralEntry(at: &cursor, directoryEnd: directoryEnd, dataLimit: end.directoryOffset)
             guard index[entry.name] == nil else {
@@ -151,10 +154,18 @@ private struct ZipDirectoryParser {
             }
             index[entry.name] = entries.count
             entries.append(entry)
-            // Reading the local header mapped the page-cache folio around it (up to 2 MiB); unmapped
-            // at once, a checkpoint's thousand headers do not add up to a large resident set.
-            MappedFile.releaseResidentPages(of: owner, range: entry.localHeaderOffset..<entry.dataOffset)
+            // Reading a local header maps the page-cache folio around it (up to 2 MiB). Unmapping the
+            // headers read every 64 MiB of file keeps a checkpoint's thousands of them from adding up
+            // to a large resident set, in few calls (each unmap interrupts every CPU running a thread
+            // of ours).
+            touched = touched.map { min($0.lowerBound, entry.localHeaderOffset)..<max($0.upperBound, entry.dataOffset) }
+                ?? entry.localHeaderOffset..<entry.dataOffset
+            if let range = touched, range.count >= Self.releaseSpan {
+                MappedFile.releaseResidentPages(of: owner, range: range)
+                touched = nil
+            }
         }
+        if let range = touched { MappedFile.releaseResidentPages(of: owner, range: range) }
         guard cursor == directoryEnd else {
             throw fail(.corrupt, at: cursor, "central directory has \(directoryEnd - cursor) bytes beyond its \(end.entryCount) entries")
         }
