@@ -171,6 +171,11 @@ public final class AtomicFileWriter {
             let written = Glibc.write(descriptor, pointer, min(left, 1 << 30))
             if written < 0 {
                 if errno == EINTR { continue }
+                if errno == EFAULT {
+                    // The bytes come from a file mapping that no longer backs them.
+                    throw WeightsError(.io, file: destination,
+                                       "the input's bytes could not be read: was the input file truncated or replaced while it was being converted?")
+                }
                 throw WeightsError(.io, file: destination, "write failed: \(String(cString: strerror(errno)))")
             }
             if written == 0 { throw WeightsError(.io, file: destination, "write made no progress") }

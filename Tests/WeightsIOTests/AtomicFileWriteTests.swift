@@ -70,4 +70,22 @@ final class AtomicFileWriteTests: XCTestCase {
             }
         }
     }
+
+    /// An input truncated after it was opened (its mapping no longer backed by the file) gives a clear
+    /// error, not a crash or a short file, and leaves no output behind.
+    func testAnInputTruncatedWhileConvertingIsReportedAndLeavesNoOutput() throws {
+        let folder = try temporaryFolder()
+        let input = folder.appendingPathComponent("in.safetensors").path
+        let floats = (0..<(1 << 20)).map { Float($0) }
+        try SafetensorsWriter.write([SafetensorsWriter.Tensor(name: "w", shape: [1 << 20], floats: floats)],
+                                    metadata: ["source": "test"], to: input)
+        let store = try SafetensorsReader.read(path: input)
+        XCTAssertEqual(truncate(input, 4096), 0)
+        let output = folder.appendingPathComponent("out.safetensors").path
+        XCTAssertThrowsError(try WeightsConverter.write(store, to: output)) { error in
+            XCTAssertTrue("\(error)".contains("truncated or replaced"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: output))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["in.safetensors"])
+    }
 }
