@@ -41,6 +41,12 @@ public enum MappedFile {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), length, MADV_WILLNEED)
     }
 
+    /// Starts reading the pages of `range` of a file mapping into the page cache, without waiting.
+    public static func adviseWillNeed(of owner: ByteOwner, range: Range<Int>) {
+        guard let pages = wholePages(of: owner, range: range) else { return }
+        _ = madvise(pages.start, pages.length, MADV_WILLNEED)
+    }
+
     /// Maps the pages of `range` of a file mapping into this process in one call (Linux 5.14+
     /// `MADV_POPULATE_READ`), ahead of a bulk read such as a `write` from the mapping. Older kernels
     /// refuse the advice and the pages simply fault in on access.

@@ -146,9 +146,23 @@ private struct ZipDirectoryParser {
         index.reserveCapacity(end.entryCount)
         var cursor = end.directoryOffset
         let directoryEnd = end.directoryOffset + end.directorySize
-        var touched: Range<Int>?
+        var records: [CentralRecord] = []
+        records.reserveCapacity(end.entryCount)
         for _ in 0 ..< end.entryCount {
-            let entry = try readCentralEntry(at: &cursor, directoryEnd: directoryEnd, dataLimit: end.directoryOffset)
+            records.append(try readCentralRecord(at: &cursor, directoryEnd: directoryEnd))
+        }
+        guard cursor == directoryEnd else {
+            throw fail(.corrupt, at: cursor, "central directory has \(directoryEnd - cursor) bytes beyond its \(end.entryCount) entries")
+        }
+        // Ask for every local header's page before reading any: from a cold page cache the disk then
+        // serves them together instead of one synchronous read after another (a torch checkpoint has
+        // one header in front of each tensor, scattered through the file).
+        for record in records where record.localOffset < end.directoryOffset {
+            MappedFile.adviseWillNeed(of: owner, range: record.localOffset..<min(record.localOffset + 30 + record.nameLength, end.directoryOffset))
+        }
+        var touched: Range<Int>?
+        for record in records {
+            let entry = try resolveLocalHeader(of: record, dataLimit: end.directoryOffset)
             guard index[entry.name] == nil else {
                 throw WeightsError(.corrupt, file: file, at: "zip member '\(entry.name)'", "the name occurs twice in the central directory")
             }
@@ -166,9 +180,6 @@ private struct ZipDirectoryParser {
             }
         }
         if let range = touched { MappedFile.releaseResidentPages(of: owner, range: range) }
-        guard cursor == directoryEnd else {
-            throw fail(.corrupt, at: cursor, "central directory has \(directoryEnd - cursor) bytes beyond its \(end.entryCount) entries")
-        }
         try checkNoOverlap(entries)
         return (entries, index)
     }
@@ -225,7 +236,20 @@ private struct ZipDirectoryParser {
         return record
     }
 
-    private func readCentralEntry(at cursor: inout Int, directoryEnd: Int, dataLimit: Int) throws -> ZipEntry {
+    /// A central-directory record, checked; its local header is read later (`resolveLocalHeader`).
+    private struct CentralRecord {
+        let name: String
+        let nameStart: Int
+        let nameLength: Int
+        let method: UInt16
+        let flags: UInt16
+        let crc: UInt32
+        let compressed: Int
+        let uncompressed: Int
+        let localOffset: Int
+    }
+
+    private func readCentralRecord(at cursor: inout Int, directoryEnd: Int) throws -> CentralRecord {
         let start = cursor
         guard directoryEnd - start >= 46, u32(start) == 0x0201_4b50 else {
             throw fail(.corrupt, at: start, "expected a central-directory header (PK\\x01\\x02)")
@@ -285,8 +309,16 @@ private struct ZipDirectoryParser {
                                "STORED member has compressed size \(compressed) but uncompressed size \(uncompressed)")
         }
         cursor = start + total
+        return CentralRecord(name: name, nameStart: start + 46, nameLength: nameLength, method: method, flags: flags,
+                             crc: crc, compressed: compressed, uncompressed: uncompressed, localOffset: localOffset)
+    }
 
-        // The local header: same name, and the data starts after ITS name and extra.
+    /// Checks a record's local header against it: same name, and the data starts after the local
+    /// header's OWN name and extra (torch pads the local extra to align the data).
+    private func resolveLocalHeader(of record: CentralRecord, dataLimit: Int) throws -> ZipEntry {
+        let (name, nameLength, method, localOffset, compressed) =
+            (record.name, record.nameLength, record.method, record.localOffset, record.compressed)
+        let nameBytes = UnsafeRawBufferPointer(rebasing: bytes[record.nameStart ..< (record.nameStart + nameLength)])
         guard localOffset <= dataLimit - 30, dataLimit >= 30, u32(localOffset) == 0x0403_4b50 else {
             throw WeightsError(.corrupt, file: file, at: "zip member '\(name)'",
                                "no local header at offset \(localOffset) (before the central directory at \(dataLimit))")
@@ -312,8 +344,8 @@ private struct ZipDirectoryParser {
             throw WeightsError(.corrupt, file: file, at: "zip member '\(name)'",
                                "data [\(dataOffset), +\(compressed)) runs past the central directory at \(dataLimit)")
         }
-        return ZipEntry(name: name, method: method, flags: flags, crc32: crc, compressedSize: compressed,
-                        uncompressedSize: uncompressed, localHeaderOffset: localOffset, dataOffset: dataOffset)
+        return ZipEntry(name: name, method: method, flags: record.flags, crc32: record.crc, compressedSize: compressed,
+                        uncompressedSize: record.uncompressed, localHeaderOffset: localOffset, dataOffset: dataOffset)
     }
 
     /// Names are never used as paths here, but tools that dump members might: refuse the traversal forms.
