@@ -10,13 +10,15 @@ import WeightsIO
 // dtypes go through a reused Float32 block. Single-threaded.
 enum WeightsBench {
     static let cases: [BenchCase] = [
-        BenchCase(name: "weights-read", summary: "PATH [REPEATS]: open + sum every tensor as f32; best time, VmHWM") { arguments in
-            guard let path = arguments.first else { throw BenchUsage("weights-read PATH [REPEATS]") }
+        BenchCase(name: "weights-read", summary: "PATH [REPEATS] [cold]: open + sum every tensor as f32; best time, VmHWM (cold: no warm-up run)") { arguments in
+            guard let path = arguments.first else { throw BenchUsage("weights-read PATH [REPEATS] [cold]") }
             let repeats = arguments.count > 1 ? Int(arguments[1]) ?? 3 : 3
+            // A cold-cache run must not read the file before the timed run.
+            let warmup = !(arguments.count > 2 && arguments[2] == "cold")
             var checksum = 0.0
             var tensors = 0
             var bytes = 0
-            let seconds = try bestTime(repeats: repeats) {
+            let seconds = try bestTime(repeats: repeats, warmup: warmup) {
                 let store = try WeightsReader.open(path)
                 checksum = try TensorSummer().sum(store)
                 tensors = store.count

@@ -23,12 +23,15 @@ What is measured (best of --repeats, page cache warmed first by reading both fil
   A third case converts 128 MiB of transposed views (torch zip; Python packs them with .contiguous()).
 - peak RSS: each route runs in a fresh process; its VmHWM (peak resident set, which counts mapped file
   pages it touched) as a fraction of the checkpoint's file size.
+- --cold (root only): the page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every
+  timed run, so both sides read the checkpoint from disk, as when converting a file that is not in
+  memory. Each run is then its own process (no warm-up); the figure is the best of --repeats runs.
 
 Ratios are Python seconds / Swift seconds, so > 1 means Swift is faster.
 Targets (issue "Weights I/O"): read ratio >= 1 against safe_open for both formats; convert ratio >= 2;
 convert peak RSS < 25% of the file size.
 
-Usage: tools/bench/bench_weights.py [--repeats N] [--bin PATH/TO/sdsclip-bench] [--data bench-data]
+Usage: tools/bench/bench_weights.py [--repeats N] [--cold] [--bin PATH/TO/sdsclip-bench] [--data bench-data]
 Without --bin it builds the release product with the scratch path .build-release.
 """
 import argparse
@@ -52,7 +55,7 @@ def peak_rss():
     return 0
 
 
-def child(route, args, repeats):
+def child(route, args, repeats, cold):
     import torch
     torch.set_num_threads(1)
     from safetensors import safe_open
@@ -87,7 +90,8 @@ def child(route, args, repeats):
     checksum = None
     if route in ("read-safetensors", "read-torch"):
         body = read_safetensors if route == "read-safetensors" else read_torch
-        body(args[0])  # warm-up, as the Swift side does
+        if not cold:
+            body(args[0])  # warm-up, as the Swift side does
         for _ in range(repeats):
             start = time.perf_counter()
             checksum = body(args[0])
@@ -113,12 +117,38 @@ def run_json(command):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def python_route(route, *args, repeats):
-    return run_json([sys.executable, os.path.abspath(__file__), "--child", route, "--repeats", str(repeats), *args])
+def drop_page_cache():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
 
 
-def swift_case(binary, case, *args):
-    return run_json([binary, case, *args])
+def timed(command, repeats, cold):
+    """command(repeats, cold) -> argv. Warm: one process, best of `repeats` inside it. Cold: `repeats`
+    processes of one run each, the page cache dropped before each; the best time, the highest RSS."""
+    if not cold:
+        return run_json(command(repeats, False))
+    runs = []
+    for _ in range(repeats):
+        drop_page_cache()
+        runs.append(run_json(command(1, True)))
+    best = dict(min(runs, key=lambda run: run["seconds"]))
+    best["peak_rss"] = max(run["peak_rss"] for run in runs)
+    return best
+
+
+def python_route(route, *args, repeats, cold=False):
+    return timed(lambda n, c: [sys.executable, os.path.abspath(__file__), "--child", route, "--repeats", str(n),
+                               *(["--cold"] if c else []), *args], repeats, cold)
+
+
+def swift_read(binary, path, repeats, cold=False):
+    return timed(lambda n, c: [binary, "weights-read", path, str(n), *(["cold"] if c else [])], repeats, cold)
+
+
+def swift_convert(binary, source, output, repeats, durable=False, cold=False):
+    return timed(lambda n, c: [binary, "weights-convert", source, output, str(n), "keep", "durable" if durable else "atomic"],
+                 repeats, cold)
 
 
 def warm(path):
@@ -153,20 +183,26 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bin", help="a built sdsclip-bench (default: build the release product)")
     parser.add_argument("--data", default=os.path.join(ROOT, "bench-data"))
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before every timed run (root only)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.child:
-        return child(args.child, rest, args.repeats)
+        return child(args.child, rest, args.repeats, args.cold)
+    if args.cold and not os.access("/proc/sys/vm/drop_caches", os.W_OK):
+        raise SystemExit("--cold drops the page cache before every run (echo 3 > /proc/sys/vm/drop_caches): run it as root")
 
     subprocess.run([sys.executable, os.path.join(HERE, "make_bench_checkpoint.py"), "--out", args.data],
                    check=True, stdout=sys.stderr)
     binary = args.bin or build_bench()
     st = os.path.join(args.data, "weights-1g.safetensors")
     pt = os.path.join(args.data, "weights-1g.pt")
-    for path in (st, pt):
-        warm(path)
-    print(f"page cache warmed (both files read once); best of {args.repeats}; 1 thread on both sides", file=sys.stderr)
-    n = str(args.repeats)
+    cold, n = args.cold, args.repeats
+    if cold:
+        print(f"cold page cache (dropped before every run); best of {n} runs; 1 thread on both sides", file=sys.stderr)
+    else:
+        for path in (st, pt):
+            warm(path)
+        print(f"page cache warmed (both files read once); best of {n}; 1 thread on both sides", file=sys.stderr)
     rows = []  # (label, file size, swift result, python result, python label)
     failures = []
 
@@ -176,29 +212,30 @@ def main():
             failures.append(f"{label}: checksums differ: Swift {swift['checksum']}, Python {python['checksum']}")
 
     size_st, size_pt = os.path.getsize(st), os.path.getsize(pt)
-    swift_st = swift_case(binary, "weights-read", st, n)
-    py_st = python_route("read-safetensors", st, repeats=args.repeats)
+    swift_st = swift_read(binary, st, n, cold)
+    py_st = python_route("read-safetensors", st, repeats=n, cold=cold)
     add("read safetensors", size_st, swift_st, py_st, "safe_open")
-    swift_pt = swift_case(binary, "weights-read", pt, n)
-    py_pt = python_route("read-torch", pt, repeats=args.repeats)
+    swift_pt = swift_read(binary, pt, n, cold)
+    py_pt = python_route("read-torch", pt, repeats=n, cold=cold)
     add("read torch zip", size_pt, swift_pt, py_pt, "torch.load(mmap)")
     add("read torch zip", size_pt, swift_pt, py_st, "safe_open (.safetensors)")
 
     out_swift = os.path.join(args.data, "out-swift.safetensors")
     out_python = os.path.join(args.data, "out-python.safetensors")
     views = os.path.join(args.data, "weights-views.pt")
-    warm(views)
+    if not cold:
+        warm(views)
     for source, size, python_label in ((pt, size_pt, "torch.load+save_file"), (st, size_st, "load_file+save_file"),
                                        (views, os.path.getsize(views), "torch.load+contiguous+save")):
-        swift = swift_case(binary, "weights-convert", source, out_swift, n)
-        python = python_route("convert", source, out_python, repeats=args.repeats)
+        swift = swift_convert(binary, source, out_swift, n, cold=cold)
+        python = python_route("convert", source, out_python, repeats=n, cold=cold)
         label = "convert " + {pt: "torch zip", st: "safetensors", views: "views (.t())"}[source]
         add(label, size, swift, python, python_label, check_sum=False)
         if not same_bytes(out_swift, out_python):
             failures.append(f"{label}: Swift and Python outputs differ")
         # Equal durability on both sides (fsync before done): the file system's share of the time.
-        swift_durable = swift_case(binary, "weights-convert", source, out_swift, n, "keep", "durable")
-        durable = python_route("convert-fsync", source, out_python, repeats=args.repeats)
+        swift_durable = swift_convert(binary, source, out_swift, n, durable=True, cold=cold)
+        durable = python_route("convert-fsync", source, out_python, repeats=n, cold=cold)
         add(label + " (fsync)", size, swift_durable, durable, python_label + "+fsync", check_sum=False)
         for path in (out_swift, out_python):
             os.remove(path)
@@ -209,7 +246,7 @@ def main():
         print(f"{label:<26} {python_label:<26} {swift['seconds']:8.3f} {python['seconds']:9.3f} "
               f"{python['seconds'] / swift['seconds']:6.2f} {swift['peak_rss'] / size:10.1%} {python['peak_rss'] / size:11.1%}")
     print(f"(file sizes: safetensors {size_st / 2**30:.2f} GiB, torch zip {size_pt / 2**30:.2f} GiB; "
-          "ratio = Python s / Swift s; RSS = peak resident set / file size)")
+          f"{'cold' if cold else 'warm'} page cache; ratio = Python s / Swift s; RSS = peak resident set / file size)")
     for failure in failures:
         print("FAIL: " + failure)
     return 1 if failures else 0
