@@ -110,7 +110,7 @@ private struct ZipDirectoryParser {
     let limits: ZipLimits
     var bytes: UnsafeRawBufferPointer { owner.bytes }
     /// File span whose local headers are unmapped together once read.
-    static let releaseSpan = 64 << 20
+    static let releaseSpan = 16 << 20
 
     private func fail(_ kind: WeightsError.Kind = .format, at offset: Int, _ message: String) -> WeightsError {
         WeightsError(kind, file: file, at: "zip byte \(offset)", message)
@@ -169,7 +169,7 @@ private struct ZipDirectoryParser {
             index[entry.name] = entries.count
             entries.append(entry)
             // Reading a local header maps the page-cache folio around it (up to 2 MiB). Unmapping the
-            // headers read every 64 MiB of file keeps a checkpoint's thousands of them from adding up
+            // headers read every 16 MiB of file keeps a checkpoint's thousands of them from adding up
             // to a large resident set, in few calls (each unmap interrupts every CPU running a thread
             // of ours).
             touched = touched.map { min($0.lowerBound, entry.localHeaderOffset)..<max($0.upperBound, entry.dataOffset) }
