@@ -132,16 +132,57 @@ extension Tensor: CustomStringConvertible {
     }
 }
 
-/// SplitMix64: tiny, fast, good enough for weight initialisation and test data.
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+/// SplitMix64: tiny, fast, good enough for initialisation, noise and shuffling. Its whole state is one
+/// integer, so a trainer can checkpoint it and resume the exact stream.
+public struct SplitMix64: Sendable, Equatable {
+    public private(set) var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-    mutating func nextUnitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    /// Uniform in [0, 1) with 53 random bits.
+    public mutating func nextUnitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    /// Uniform integer in 0..<bound (bound > 0), by rejection, so without modulo bias.
+    public mutating func next(below bound: Int) -> Int {
+        precondition(bound > 0, "bound must be positive")
+        let limit = UInt64(bound)
+        let threshold = (0 &- limit) % limit
+        while true {
+            let value = next()
+            if value >= threshold { return Int(value % limit) }
+        }
+    }
+}
+
+extension Tensor {
+    /// Uniform samples in [−bound, bound) from a seeded SplitMix64 stream.
+    public static func uniform(shape: [Int], bound: Float, seed: UInt64) -> Tensor {
+        var result = Tensor(uninitializedShape: shape)
+        var generator = SplitMix64(seed: seed)
+        let pointer = result.storage.pointer
+        for index in 0..<result.count { pointer[index] = (Float(generator.nextUnitDouble()) * 2 - 1) * bound }
+        result.node = nil
+        return result
+    }
+
+    /// Standard-normal samples drawn from `generator` (Box–Muller), advancing it.
+    public static func randn(shape: [Int], generator: inout SplitMix64) -> Tensor {
+        var result = Tensor(uninitializedShape: shape)
+        let pointer = result.storage.pointer
+        var index = 0
+        while index < result.count {
+            let u1 = max(generator.nextUnitDouble(), Double.leastNonzeroMagnitude)
+            let u2 = generator.nextUnitDouble()
+            let radius = (-2 * Foundation.log(u1)).squareRoot()
+            pointer[index] = Float(radius * Foundation.cos(2 * Double.pi * u2))
+            if index + 1 < result.count { pointer[index + 1] = Float(radius * Foundation.sin(2 * Double.pi * u2)) }
+            index += 2
+        }
+        result.node = nil
+        return result
+    }
 }

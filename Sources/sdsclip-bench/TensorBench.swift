@@ -80,19 +80,23 @@ enum TensorBench {
             }
         },
         BenchCase(name: "vit-stack", summary: "[REPEATS]: 12-layer ViT-B/32 encoder stack, batch 8 × 50 tokens, forward + backward (all parameters and the input)") { arguments in
-            let stack = try EncoderStack(ParameterScope(RandomParameterSource(seed: 1)), layers: 12, width: 768, heads: 12, mlpWidth: 3072)
+            let source = RandomParameterSource(seed: 1)
+            let stack = try CLIPEncoder(ParameterScope(source), count: 12, width: 768, heads: 12, mlpWidth: 3072,
+                                        activation: .quickGELU, epsilon: 1e-5)
+            source.registry.unfreeze(source.registry.entries)
+            let parameters = source.registry.entries.map(\.parameter)
             let input = Parameter(Tensor.randn(shape: [8, 50, 768], seed: 2), requiresGrad: true, name: "input")
             let outputGradient = Tensor.randn(shape: [8, 50, 768], seed: 3)
             let time = try measure(repeats: repeatCount(arguments, at: 0)) {
-                for parameter in stack.parameters + [input] { parameter.zeroGrad() }
-                try stack(input.tensor).backward(gradient: outputGradient)
+                for parameter in parameters + [input] { parameter.zeroGrad() }
+                try stack(input.tensor, mask: .none).backward(gradient: outputGradient)
             }
             // Forward GEMMs: per layer 4 projections (2·400·768²) and the MLP (2·2·400·768·3072), attention
             // 2·2·8·12·50²·64; backward does twice the forward's GEMM work.
             let perLayer = 4 * 2.0 * 400 * 768 * 768 + 2 * 2.0 * 400 * 768 * 3072 + 2 * 2.0 * 8 * 12 * 50 * 50 * 64
             let flops = 3 * 12 * perLayer
             report(["case": "vit-stack", "seconds": time.wall, "cpu_seconds": time.cpu, "gflops": flops / time.wall / 1e9,
-                    "threads": Threading.threadCount, "parameters": stack.parameters.reduce(0) { $0 + $1.value.count }])
+                    "threads": Threading.threadCount, "parameters": source.registry.elementCount()])
         },
     ]
 
@@ -126,52 +130,5 @@ enum TensorBench {
         var time = timespec()
         clock_gettime(clock, &time)
         return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-    }
-}
-
-/// The ViT encoder stack, op for op as Models' CLIPEncoderLayer (pre-LN, separate q/k/v projections,
-/// QuickGELU), built from Models' public Linear and LayerNorm: CLIPEncoder itself is internal to Models.
-/// The torch side is transformers' CLIPEncoder with the same configuration.
-private struct EncoderStack {
-    struct Layer {
-        let norm1, norm2: LayerNorm
-        let q, k, v, out, fc1, fc2: Linear
-    }
-    let layers: [Layer]
-    let heads: Int
-
-    init(_ scope: ParameterScope, layers count: Int, width: Int, heads: Int, mlpWidth: Int) throws {
-        layers = try (0..<count).map { index in
-            let s = scope["layers"][index]
-            return Layer(norm1: try LayerNorm(s["layer_norm1"], width: width, epsilon: 1e-5),
-                         norm2: try LayerNorm(s["layer_norm2"], width: width, epsilon: 1e-5),
-                         q: try Linear(s["q_proj"], input: width, output: width),
-                         k: try Linear(s["k_proj"], input: width, output: width),
-                         v: try Linear(s["v_proj"], input: width, output: width),
-                         out: try Linear(s["out_proj"], input: width, output: width),
-                         fc1: try Linear(s["fc1"], input: width, output: mlpWidth),
-                         fc2: try Linear(s["fc2"], input: mlpWidth, output: width))
-        }
-        self.heads = heads
-        for parameter in parameters { parameter.requiresGrad = true }
-    }
-
-    var parameters: [Parameter] {
-        layers.flatMap { $0.norm1.parameters + $0.norm2.parameters + [$0.q, $0.k, $0.v, $0.out, $0.fc1, $0.fc2].flatMap(\.parameters) }
-    }
-
-    func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let (batch, length, width) = (x.shape[0], x.shape[1], x.shape[2])
-        let headDim = width / heads
-        func split(_ t: Tensor) throws -> Tensor { try t.reshape([batch, length, heads, headDim]).permute([0, 2, 1, 3]) }
-        var h = x
-        for layer in layers {
-            let normed = try layer.norm1(h)
-            let attended = try attention(split(layer.q(normed)), split(layer.k(normed)), split(layer.v(normed)),
-                                         scale: 1 / Float(headDim).squareRoot())
-            h = try h + layer.out(attended.permute([0, 2, 1, 3]).reshape([batch, length, width]))
-            h = try h + layer.fc2(quickGELU(layer.fc1(layer.norm2(h))))
-        }
-        return h
     }
 }

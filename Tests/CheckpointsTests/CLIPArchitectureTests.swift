@@ -81,11 +81,12 @@ final class CLIPArchitectureTests: XCTestCase {
 final class ShapeOnlySource: ParameterSource {
     let shapes: [String: [Int]]
     var requested: Set<String> = []
+    let registry = ParameterRegistry()
     init(_ shapes: [String: [Int]]) { self.shapes = shapes }
-    func parameter(_ name: String, shape: [Int]) throws -> Parameter {
+    func value(_ name: String, shape: [Int], role: ParameterRole) throws -> (value: Tensor, storedShape: [Int]) {
         guard let expected = shapes[name] else { throw ModelError.missingParameter(name: name, expectedShape: shape) }
         guard expected == shape else { throw ModelError.shapeMismatch(name: name, expected: shape, found: expected) }
         requested.insert(name)
-        return Parameter(Tensor(zeros: [1]), requiresGrad: false, name: name)
+        return (Tensor(zeros: [1]), expected)
     }
 }

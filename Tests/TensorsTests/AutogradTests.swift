@@ -116,8 +116,8 @@ final class AutogradTests: XCTestCase {
     }
 
     func testAdamWRejectsAParameterWhoseShapeChanged() throws {
-        let p = Parameter(Tensor.randn(shape: [3], seed: 31))
-        let optimizer = AdamW(parameters: [p])
+        let p = Parameter(Tensor.randn(shape: [3], seed: 31), name: "p")
+        let optimizer = try AdamW(parameters: [p])
         try (p.tensor * p.tensor).sum().backward()
         try optimizer.step()
         p.value = Tensor(zeros: [4])

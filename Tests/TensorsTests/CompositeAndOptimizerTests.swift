@@ -64,7 +64,7 @@ final class CompositeAndOptimizerTests: XCTestCase {
         let p1 = Parameter(try fixture.tensor("adamw.p1.initial"), name: "p1")
         let p2 = Parameter(try fixture.tensor("adamw.p2.initial"), name: "p2")
         let x = try fixture.tensor("adamw.X"), target = try fixture.tensor("adamw.T")
-        let optimizer = AdamW(parameters: [p1, p2], learningRate: 0.05, betas: (0.9, 0.999), epsilon: 1e-8, weightDecay: 0.1)
+        let optimizer = try AdamW(parameters: [p1, p2], learningRate: 0.05, betas: (0.9, 0.999), epsilon: 1e-8, weightDecay: 0.1)
         for step in 1...5 {
             optimizer.zeroGrad()
             let prediction = try matmul(p1.tensor, x) + p2.tensor
@@ -77,7 +77,7 @@ final class CompositeAndOptimizerTests: XCTestCase {
             assertClose(p1.value, try fixture.tensor("adamw.step\(step).p1"), "step \(step) p1")
             assertClose(p2.value, try fixture.tensor("adamw.step\(step).p2"), "step \(step) p2")
         }
-        let state = try XCTUnwrap(optimizer.states[0])
+        let state = try XCTUnwrap(optimizer.states["p1"])
         XCTAssertEqual(state.step, 5)
         assertClose(state.firstMoment, try fixture.tensor("adamw.final.exp_avg.p1"), "exp_avg p1")
         assertClose(state.secondMoment, try fixture.tensor("adamw.final.exp_avg_sq.p1"), "exp_avg_sq p1")
@@ -93,18 +93,22 @@ final class CompositeAndOptimizerTests: XCTestCase {
             }
         }
         let initial = Tensor.randn(shape: [6], seed: 3)
-        let straight = Parameter(initial)
-        let straightOptimizer = AdamW(parameters: [straight], learningRate: 0.1)
+        let straight = Parameter(initial, name: "w")
+        let straightOptimizer = try AdamW(parameters: [straight], learningRate: 0.1)
         try run(steps: 4, optimizer: straightOptimizer, parameter: straight)
 
-        let first = Parameter(initial)
-        let firstOptimizer = AdamW(parameters: [first], learningRate: 0.1)
+        let first = Parameter(initial, name: "w")
+        let firstOptimizer = try AdamW(parameters: [first], learningRate: 0.1)
         try run(steps: 2, optimizer: firstOptimizer, parameter: first)
-        let resumed = Parameter(first.value)
-        let resumedOptimizer = AdamW(parameters: [resumed], learningRate: 0.1)
+        // The resumed optimiser lists its parameters in another order: state follows names, not positions.
+        let resumed = Parameter(first.value, name: "w")
+        let other = Parameter(Tensor(zeros: [2]), requiresGrad: false, name: "other")
+        let resumedOptimizer = try AdamW(parameters: [other, resumed], learningRate: 0.1)
         try resumedOptimizer.loadStates(firstOptimizer.states)
         try run(steps: 2, optimizer: resumedOptimizer, parameter: resumed)
         XCTAssertEqual(resumed.value.scalars, straight.value.scalars)
-        XCTAssertThrowsError(try resumedOptimizer.loadStates([]))
+        XCTAssertThrowsError(try resumedOptimizer.loadStates(["missing": firstOptimizer.states["w"]!]))
+        XCTAssertThrowsError(try resumedOptimizer.loadStates(["other": firstOptimizer.states["w"]!]), "shape differs")
+        XCTAssertThrowsError(try AdamW(parameters: [Parameter(initial), Parameter(initial)]), "unnamed parameters")
     }
 }

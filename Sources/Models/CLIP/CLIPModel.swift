@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// The text tower: token + position embeddings, a causal encoder, the final LayerNorm.
@@ -8,13 +9,16 @@ public final class CLIPTextTransformer {
     let positionEmbedding: Parameter
     let encoder: CLIPEncoder
     public let finalLayerNorm: LayerNorm
+    /// The registry of the source this tower was built from (shared with a full CLIP's other parts).
+    public let registry: ParameterRegistry
 
     /// `scope` is the `text_model` scope of HF names.
     public init(_ scope: ParameterScope, configuration c: CLIPTextConfiguration) throws {
         try c.validate()
         configuration = c
-        tokenEmbedding = try scope["embeddings"]["token_embedding"].parameter("weight", shape: [c.vocabularySize, c.width])
-        positionEmbedding = try scope["embeddings"]["position_embedding"].parameter("weight", shape: [c.contextLength, c.width])
+        registry = scope.source.registry
+        tokenEmbedding = try scope["embeddings"]["token_embedding"].parameter("weight", shape: [c.vocabularySize, c.width], role: .embedding)
+        positionEmbedding = try scope["embeddings"]["position_embedding"].parameter("weight", shape: [c.contextLength, c.width], role: .positionEmbedding)
         encoder = try CLIPEncoder(scope["encoder"], count: c.layers, width: c.width, heads: c.heads,
                                   mlpWidth: c.mlpWidth, activation: c.activation, epsilon: c.layerNormEpsilon)
         finalLayerNorm = try LayerNorm(scope["final_layer_norm"], width: c.width, epsilon: c.layerNormEpsilon)
@@ -81,8 +85,6 @@ public final class CLIPTextTransformer {
         }
     }
 
-    var parameters: [Parameter] { [tokenEmbedding, positionEmbedding] + encoder.layers.flatMap(\.parameters) + finalLayerNorm.parameters }
-    var layerNormParameters: [Parameter] { encoder.layers.flatMap(\.layerNormParameters) + finalLayerNorm.parameters }
 }
 
 /// Rows `positions[b]` of `states[b]`: [B, L, W] → [B, W].
@@ -109,9 +111,9 @@ public final class CLIPVisionTransformer {
         try c.validate()
         configuration = c
         let embeddings = scope["embeddings"]
-        patchEmbedding = try embeddings["patch_embedding"].parameter("weight", shape: [c.width, 3, c.patchSize, c.patchSize])
-        classEmbedding = try embeddings.parameter("class_embedding", shape: [c.width])
-        positionEmbedding = try embeddings["position_embedding"].parameter("weight", shape: [c.tokenCount, c.width])
+        patchEmbedding = try embeddings["patch_embedding"].parameter("weight", shape: [c.width, 3, c.patchSize, c.patchSize], role: .convWeight)
+        classEmbedding = try embeddings.parameter("class_embedding", shape: [c.width], role: .classEmbedding)
+        positionEmbedding = try embeddings["position_embedding"].parameter("weight", shape: [c.tokenCount, c.width], role: .positionEmbedding)
         preLayerNorm = try LayerNorm(scope["pre_layrnorm"], width: c.width, epsilon: c.layerNormEpsilon)
         encoder = try CLIPEncoder(scope["encoder"], count: c.layers, width: c.width, heads: c.heads,
                                   mlpWidth: c.mlpWidth, activation: c.activation, epsilon: c.layerNormEpsilon)
@@ -137,13 +139,19 @@ public final class CLIPVisionTransformer {
 
     /// The pooled, post-LayerNorm'd class token [B, W].
     public func pooled(_ pixels: Tensor) throws -> Tensor {
-        let states = try hiddenStates(pixels)
-        return try postLayerNorm(gatherRows(states, positions: Array(repeating: 0, count: states.shape[0])))
+        try pool(hiddenStates(pixels))
     }
 
-    var parameters: [Parameter] { [patchEmbedding, classEmbedding, positionEmbedding] + preLayerNorm.parameters
-        + encoder.layers.flatMap(\.parameters) + postLayerNorm.parameters }
-    var layerNormParameters: [Parameter] { preLayerNorm.parameters + encoder.layers.flatMap(\.layerNormParameters) + postLayerNorm.parameters }
+    /// The post-LayerNorm'd class token [B, W] of hidden states from `hiddenStates`.
+    public func pool(_ states: Tensor) throws -> Tensor {
+        try postLayerNorm(gatherRows(states, positions: Array(repeating: 0, count: states.shape[0])))
+    }
+
+    /// The patch tokens [B, G², W] of hidden states from `hiddenStates` (the class token dropped).
+    public func patchTokens(_ states: Tensor) throws -> Tensor {
+        try states.narrow(axis: 1, start: 1, length: states.shape[1] - 1)
+    }
+
 }
 
 /// CLIP with HF `CLIPModel` names: both towers, their projections and the logit scale.
@@ -158,16 +166,22 @@ public final class CLIPModel {
     public init(_ source: any ParameterSource, configuration c: CLIPConfiguration) throws {
         let root = ParameterScope(source)
         configuration = c
+        registry = source.registry
         text = try CLIPTextTransformer(root["text_model"], configuration: c.text)
         vision = try CLIPVisionTransformer(root["vision_model"], configuration: c.vision)
-        textProjection = try root["text_projection"].parameter("weight", shape: [c.embedDimension, c.text.width])
-        visualProjection = try root["visual_projection"].parameter("weight", shape: [c.embedDimension, c.vision.width])
-        logitScale = try root.parameter("logit_scale", shape: [])
+        textProjection = try root["text_projection"].parameter("weight", shape: [c.embedDimension, c.text.width], role: .projection)
+        visualProjection = try root["visual_projection"].parameter("weight", shape: [c.embedDimension, c.vision.width], role: .projection)
+        logitScale = try root.parameter("logit_scale", shape: [], role: .logitScale)
     }
 
     /// Projected, unnormalised image embeddings [B, E] (HF `image_embeds` before normalising).
     public func encodeImage(_ pixels: Tensor) throws -> Tensor {
         try linear(vision.pooled(pixels), weight: visualProjection.tensor)
+    }
+
+    /// Projects pooled image states [B, W] into the joint space [B, E].
+    public func projectImage(_ pooled: Tensor) throws -> Tensor {
+        try linear(pooled, weight: visualProjection.tensor)
     }
 
     /// Projected, unnormalised text embeddings [B, E].
@@ -182,8 +196,15 @@ public final class CLIPModel {
         return try matmul(image, text.transpose(0, 1)) * exp(logitScale.tensor)
     }
 
-    public var parameters: [Parameter] { text.parameters + vision.parameters + [textProjection, visualProjection, logitScale] }
+    /// Training logits: as `logits`, with the temperature clamped at 100 as CLIP's training does
+    /// (`logit_scale.exp().clamp(max=100)`: no gradient reaches logit_scale while clamped).
+    public func trainingLogits(imageEmbeddings: Tensor, textEmbeddings: Tensor) throws -> Tensor {
+        let image = try l2Normalize(imageEmbeddings, axis: -1)
+        let text = try l2Normalize(textEmbeddings, axis: -1)
+        let scale = Foundation.exp(logitScale.value.item) > 100 ? Tensor.scalar(100) : exp(logitScale.tensor)
+        return try matmul(image, text.transpose(0, 1)) * scale
+    }
 
-    /// What SDS-CLIP trains: every LayerNorm's scale and shift, in both towers.
-    public var layerNormParameters: [Parameter] { text.layerNormParameters + vision.layerNormParameters }
+    /// Every parameter of both towers, by canonical name and role.
+    public let registry: ParameterRegistry
 }

@@ -10,12 +10,13 @@ public final class CLIPTextEncoder {
     /// built when `projectionDimension` is given.
     public init(_ source: any ParameterSource, configuration: CLIPTextConfiguration, projectionDimension: Int?) throws {
         let root = ParameterScope(source)
+        registry = source.registry
         transformer = try CLIPTextTransformer(root["text_model"], configuration: configuration)
         if let projectionDimension {
             guard projectionDimension > 0 else {
                 throw ModelError.invalidConfiguration("the text projection dimension \(projectionDimension) must be positive")
             }
-            projection = try root["text_projection"].parameter("weight", shape: [projectionDimension, configuration.width])
+            projection = try root["text_projection"].parameter("weight", shape: [projectionDimension, configuration.width], role: .projection)
         } else {
             projection = nil
         }
@@ -34,5 +35,6 @@ public final class CLIPTextEncoder {
         return try linear(pooled, weight: projection.tensor)
     }
 
-    public var parameters: [Parameter] { transformer.parameters + (projection.map { [$0] } ?? []) }
+    /// Every parameter of the tower, by canonical name and role.
+    public let registry: ParameterRegistry
 }

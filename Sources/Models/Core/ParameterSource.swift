@@ -30,10 +30,26 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Hands out a model's parameters by canonical (Hugging Face / diffusers) name. Modules ask for
-/// their weights through a `ParameterScope`, so names follow from the module tree (`scope["layers"][3]`).
+/// Hands out a model's parameters by canonical (Hugging Face / diffusers) name and records each one,
+/// with the role its layer declared, in `registry`. Modules ask through a `ParameterScope`, so names
+/// follow from the module tree (`scope["layers"][3]`).
 public protocol ParameterSource: AnyObject {
-    func parameter(_ name: String, shape: [Int]) throws -> Parameter
+    /// Where every parameter handed out is recorded (one registry per model built from this source).
+    var registry: ParameterRegistry { get }
+    /// The value for `name`, already in `shape`, and the shape it had in storage.
+    func value(_ name: String, shape: [Int], role: ParameterRole) throws -> (value: Tensor, storedShape: [Int])
+    /// Whether new parameters require a gradient (frozen by default: inference and teachers).
+    var requiresGrad: Bool { get }
+}
+
+extension ParameterSource {
+    public var requiresGrad: Bool { false }
+
+    /// The parameter `name`, recorded in the registry.
+    public func parameter(_ name: String, shape: [Int], role: ParameterRole) throws -> Parameter {
+        let (value, storedShape) = try self.value(name, shape: shape, role: role)
+        return try registry.register(Parameter(value, requiresGrad: requiresGrad, name: name), storedShape: storedShape, role: role)
+    }
 }
 
 /// A name prefix inside a `ParameterSource`.
@@ -52,8 +68,8 @@ public struct ParameterScope {
 
     public subscript(_ index: Int) -> ParameterScope { self[String(index)] }
 
-    public func parameter(_ leaf: String, shape: [Int]) throws -> Parameter {
-        try source.parameter(prefix.isEmpty ? leaf : "\(prefix).\(leaf)", shape: shape)
+    public func parameter(_ leaf: String, shape: [Int], role: ParameterRole) throws -> Parameter {
+        try source.parameter(prefix.isEmpty ? leaf : "\(prefix).\(leaf)", shape: shape, role: role)
     }
 }
 
@@ -62,24 +78,28 @@ public struct ParameterScope {
 public final class TensorDictionarySource: ParameterSource {
     public private(set) var tensors: [String: Tensor]
     public private(set) var used: Set<String> = []
-    public var requiresGrad: Bool
+    public let requiresGrad: Bool
+    public let registry = ParameterRegistry()
 
     public init(_ tensors: [String: Tensor], requiresGrad: Bool = false) {
         self.tensors = tensors
         self.requiresGrad = requiresGrad
     }
 
-    public func parameter(_ name: String, shape: [Int]) throws -> Parameter {
+    public func value(_ name: String, shape: [Int], role: ParameterRole) throws -> (value: Tensor, storedShape: [Int]) {
         guard let tensor = tensors[name] else { throw ModelError.missingParameter(name: name, expectedShape: shape) }
         guard tensor.shape == shape || (tensor.count == shape.reduce(1, *) && tensor.shape.filter { $0 != 1 } == shape.filter { $0 != 1 }) else {
             throw ModelError.shapeMismatch(name: name, expected: shape, found: tensor.shape)
         }
         used.insert(name)
-        return Parameter(tensor.shape == shape ? tensor : try tensor.reshape(shape), requiresGrad: requiresGrad, name: name)
+        // The dictionary's copy is dropped once handed out: the parameter owns the only reference,
+        // so optimiser updates happen in place and nothing keeps a stale copy alive.
+        tensors[name] = nil
+        return (tensor.shape == shape ? tensor : try tensor.reshape(shape), tensor.shape)
     }
 
     /// Names that were loaded but never asked for, sorted.
-    public var unused: [String] { tensors.keys.filter { !used.contains($0) }.sorted() }
+    public var unused: [String] { tensors.keys.sorted() }
 
     /// Throws when any loaded tensor went unused.
     public func requireAllUsed() throws {
@@ -89,26 +109,22 @@ public final class TensorDictionarySource: ParameterSource {
 }
 
 /// Seeded random parameters at a model's real size (benchmarks, shape checks): weights ~ N(0, 0.02²),
-/// norm scales 1 and biases 0, recognised by name.
+/// norm scales 1 and biases 0, chosen by the role each layer declares.
 public final class RandomParameterSource: ParameterSource {
     private var seed: UInt64
-    public private(set) var names: [String] = []
+    public let registry = ParameterRegistry()
 
     public init(seed: UInt64 = 0) { self.seed = seed }
 
-    public func parameter(_ name: String, shape: [Int]) throws -> Parameter {
+    public func value(_ name: String, shape: [Int], role: ParameterRole) throws -> (value: Tensor, storedShape: [Int]) {
         seed &+= 0x9E37_79B9_7F4A_7C15
-        names.append(name)
-        let leaf = name.split(separator: ".").last.map(String.init) ?? name
-        let isNorm = name.contains("norm") || name.contains("layrnorm") || name.contains("ln_")
         let tensor: Tensor
-        if leaf == "bias" {
-            tensor = Tensor(zeros: shape)
-        } else if isNorm && leaf == "weight" {
-            tensor = Tensor(shape: shape, fill: 1)
-        } else {
-            tensor = Tensor.randn(shape: shape, seed: seed, scale: 0.02)
+        switch role {
+        case .linearBias, .convBias, .layerNormBias, .groupNormBias: tensor = Tensor(zeros: shape)
+        case .layerNormWeight, .groupNormWeight: tensor = Tensor(shape: shape, fill: 1)
+        case .logitScale: tensor = Tensor(shape: shape, fill: Float(2.6592))
+        default: tensor = Tensor.randn(shape: shape, seed: seed, scale: 0.02)
         }
-        return Parameter(tensor, requiresGrad: false, name: name)
+        return (tensor, shape)
     }
 }

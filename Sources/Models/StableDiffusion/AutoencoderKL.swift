@@ -160,10 +160,13 @@ public final class AutoencoderKL {
     public let configuration: AutoencoderConfiguration
     public let encoder: VAEEncoder?
     public let decoder: VAEDecoder?
+    /// Every parameter, by diffusers name and role.
+    public let registry: ParameterRegistry
 
     public init(_ source: any ParameterSource, configuration c: AutoencoderConfiguration, parts: Parts = .both) throws {
         try c.validate()
         configuration = c
+        registry = source.registry
         let root = ParameterScope(source)
         encoder = parts.contains(.encoder) ? try VAEEncoder(root, configuration: c) : nil
         decoder = parts.contains(.decoder) ? try VAEDecoder(root, configuration: c) : nil

@@ -2,52 +2,6 @@ import Tensors
 
 // The layers the UNet and the VAE share, named as diffusers names them so weights bind by scope.
 
-/// A 2-D convolution `[O, I, k, k]` with bias, same-size padding unless told otherwise.
-public struct Conv2D {
-    public let weight: Parameter
-    public let bias: Parameter
-    let stride: Int
-    let padding: Padding2D
-
-    public init(_ scope: ParameterScope, input: Int, output: Int, kernel: Int = 3, stride: Int = 1, padding: Int? = nil) throws {
-        try self.init(scope, input: input, output: output, kernel: kernel, stride: stride, padding: .uniform(padding ?? (kernel - 1) / 2))
-    }
-
-    /// Any (asymmetric) zero padding, applied inside the convolution rather than as a padded copy.
-    public init(_ scope: ParameterScope, input: Int, output: Int, kernel: Int = 3, stride: Int = 1, padding: Padding2D) throws {
-        weight = try scope.parameter("weight", shape: [output, input, kernel, kernel])
-        bias = try scope.parameter("bias", shape: [output])
-        self.stride = stride
-        self.padding = padding
-    }
-
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try conv2d(x, weight: weight.tensor, bias: bias.tensor, stride: (stride, stride), padding: padding)
-    }
-}
-
-/// GroupNorm with affine weights; the epsilon differs by place (UNet resnets 1e-5, transformers and VAE 1e-6).
-public struct GroupNorm {
-    public let weight: Parameter
-    public let bias: Parameter
-    let groups: Int
-    let epsilon: Float
-
-    public init(_ scope: ParameterScope, channels: Int, groups: Int, epsilon: Float) throws {
-        guard groups > 0, channels % groups == 0 else {
-            throw ModelError.invalidConfiguration("\(scope.prefix): \(channels) channels cannot form \(groups) groups")
-        }
-        weight = try scope.parameter("weight", shape: [channels])
-        bias = try scope.parameter("bias", shape: [channels])
-        self.groups = groups
-        self.epsilon = epsilon
-    }
-
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try groupNorm(x, groups: groups, weight: weight.tensor, bias: bias.tensor, eps: epsilon)
-    }
-}
-
 /// diffusers `ResnetBlock2D`: GN → SiLU → conv1 (+ time projection) → GN → SiLU → conv2, plus the
 /// (1×1 conv when the width changes) shortcut. The VAE's resnets have no time projection.
 struct ResnetBlock2D {
@@ -112,14 +66,7 @@ struct MultiHeadAttention {
         guard source.shape[0] == x.shape[0] else {
             throw ModelError.invalidInput("attention context batch \(source.shape[0]) differs from the sample batch \(x.shape[0])")
         }
-        // [B, L, H·D] ↔ [B, H, L, D]; with one head (the VAE) both layouts are the same memory, so no copy.
-        func split(_ t: Tensor) throws -> Tensor {
-            if heads == 1 { return try t.reshape([t.shape[0], 1, t.shape[1], headWidth]) }
-            return try t.reshape([t.shape[0], t.shape[1], heads, headWidth]).permute([0, 2, 1, 3])
-        }
-        let q = try split(toQ(x)), k = try split(toK(source)), v = try split(toV(source))
-        let attended = try attention(q, k, v, scale: 1 / Float(headWidth).squareRoot())
-        let merged = heads == 1 ? attended : try attended.permute([0, 2, 1, 3])
-        return try toOut(merged.reshape([x.shape[0], x.shape[1], heads * headWidth]))
+        let split = HeadSplit(heads: heads, headWidth: headWidth)
+        return try toOut(split.attend(toQ(x), toK(source), toV(source)))
     }
 }

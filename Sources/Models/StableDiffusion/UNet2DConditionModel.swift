@@ -55,10 +55,13 @@ public final class UNet2DConditionModel {
     let convOut: Conv2D
     /// The latent side must be a multiple of this (one halving per downsampler).
     public let sizeMultiple: Int
+    /// Every parameter, by diffusers name and role.
+    public let registry: ParameterRegistry
 
     public init(_ source: any ParameterSource, configuration c: UNetConfiguration) throws {
         try c.validate()
         configuration = c
+        registry = source.registry
         let root = ParameterScope(source)
         let channels = c.blockOutChannels, timeWidth = c.timeEmbeddingWidth
         let (groups, eps) = (c.normNumGroups, c.normEps)
