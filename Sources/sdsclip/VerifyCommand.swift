@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoints
+import SDSTraining
 import Foundation
 import Tensors
 import WeightsIO
@@ -10,9 +11,10 @@ struct VerifyCommand: ParsableCommand {
         abstract: "Check a model against a reference bundle made by the PyTorch libraries.",
         discussion: """
         REFERENCE is a safetensors file of inputs.* and outputs.* tensors whose metadata names the component \
-        (clip, unet, vae-encoder, vae-decoder, text-encoder). The model is loaded from MODEL (a file or folder \
+        (clip, clip-text, unet, vae-encoder, vae-decoder, text-encoder, sds-step). The model is loaded from MODEL (a file or folder \
         in any supported layout), run on the inputs, and each output compared: it passes when \
-        max|computed − expected| ≤ atol + rtol · max|expected|. Exit status 0 when every output passes, 2 otherwise.
+        max|computed − expected| ≤ atol + rtol · max|expected|. An sds-step bundle checks one SDS-CLIP training \
+        step (losses, gradients, one AdamW update): MODEL is the CLIP, --teacher the Stable Diffusion model. Exit status 0 when every output passes, 2 otherwise.
         """
     )
 
@@ -34,16 +36,19 @@ struct VerifyCommand: ParsableCommand {
     @Flag(help: "Stable Diffusion single files: take the UNet from the model_ema.* copy.")
     var ema = false
 
+    @Option(help: "The frozen Stable Diffusion teacher (diffusers folder or single file) for sds-step bundles.")
+    var teacher: String?
+
     @Option(name: .customLong("save-outputs"), help: "Write the computed outputs (outputs.* names) to this safetensors file.")
     var saveOutputs: String?
 
     func run() throws {
         var passed = false
         try reportingErrors {
-            let report = try StableDiffusionRunners.$extractEMA.withValue(ema) {
-                try ModelVerifier.verify(model: model, bundlePath: reference, configuration: config,
-                                         tolerance: Tolerance(absolute: atol, relative: rtol))
-            }
+            let options = ModelVerifier.Options(configuration: config, extractEMA: ema, teacher: teacher,
+                                                tolerance: Tolerance(absolute: atol, relative: rtol))
+            let report = try ModelVerifier.verify(model: model, bundlePath: reference, options: options,
+                                                  runners: ModelVerifier.standardRunners.merging(SDSStepRunner.runners) { $1 })
             print("component: \(report.component)")
             for note in report.notes { print("note:      \(note)") }
             for c in report.comparisons {

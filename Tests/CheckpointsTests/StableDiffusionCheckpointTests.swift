@@ -18,10 +18,10 @@ final class StableDiffusionCheckpointTests: XCTestCase {
     let tolerance = Tolerance(absolute: 0, relative: 1e-4)
 
     @discardableResult
-    func assertVerifies(_ model: String, _ bundle: String, config: String? = nil, outputs: [String],
+    func assertVerifies(_ model: String, _ bundle: String, config: String? = nil, extractEMA: Bool = false, outputs: [String],
                         file: StaticString = #filePath, line: UInt = #line) throws -> ModelVerifier.Report {
-        let report = try ModelVerifier.verify(model: Self.fixture(model), bundlePath: Self.fixture(bundle),
-                                              configuration: config.map(Self.fixture), tolerance: tolerance)
+        let options = ModelVerifier.Options(configuration: config.map(Self.fixture), extractEMA: extractEMA, tolerance: tolerance)
+        let report = try ModelVerifier.verify(model: Self.fixture(model), bundlePath: Self.fixture(bundle), options: options)
         XCTAssertEqual(report.comparisons.map(\.name), outputs, file: file, line: line)
         for c in report.comparisons {
             XCTAssertTrue(c.passed, "\(model) \(c.name): max-abs \(c.maxAbsoluteError), relative \(c.relativeError)", file: file, line: line)
@@ -40,9 +40,8 @@ final class StableDiffusionCheckpointTests: XCTestCase {
     }
 
     func testSD1EMAExtraction() throws {
-        let ema = try StableDiffusionRunners.$extractEMA.withValue(true) {
-            try assertVerifies("sd1_tiny.ckpt", "unet_sd1_ema.reference.safetensors", config: "sd1_diffusers", outputs: ["sample"])
-        }
+        let ema = try assertVerifies("sd1_tiny.ckpt", "unet_sd1_ema.reference.safetensors", config: "sd1_diffusers",
+                                     extractEMA: true, outputs: ["sample"])
         XCTAssertTrue(ema.notes.contains { $0.contains("model_ema") })
         // Without extraction the same file gives the non-EMA UNet, which must not match the EMA outputs.
         let plain = try ModelVerifier.verify(model: Self.fixture("sd1_tiny.ckpt"), bundlePath: Self.fixture("unet_sd1_ema.reference.safetensors"),

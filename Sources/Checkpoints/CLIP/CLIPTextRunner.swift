@@ -6,8 +6,8 @@ import Tensors
 /// `last_hidden_state` [B, L, W] (after the final LayerNorm), `pooler_output` [B, W] and, for towers with
 /// a projection, `text_embeds` [B, E] (transformers' `CLIPTextModel[WithProjection]` outputs).
 enum CLIPTextRunner {
-    static func run(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
-        let loaded = try CLIPLoader.loadText(path, configuration: configuration)
+    static func run(model path: String, bundle: ReferenceBundle, options: ModelVerifier.Options) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let loaded = try CLIPLoader.loadText(path, configuration: options.configuration)
         let ids = try bundle.idRows("input_ids")
         let transformer = loaded.encoder.transformer
         let states = try transformer.hiddenStates(ids)

@@ -5,13 +5,11 @@ import Tensors
 /// `ModelVerifier` runners for the SD components of reference bundles (fixtures/sd/README.md):
 /// `unet`, `vae-encoder`, `vae-decoder` and `text-encoder`, whatever the checkpoint's storage.
 public enum StableDiffusionRunners {
-    /// Whether `verify` takes the UNet from a single file's `model_ema.*` copy. A bundle can ask for it
-    /// with `__metadata__["extract_ema"] = "true"`; the CLI sets it with `--ema`.
-    @TaskLocal public static var extractEMA = false
-
-    public static func unet(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
-        let ema = extractEMA || bundle.metadata["extract_ema"] == "true"
-        let loaded = try StableDiffusionLoader.loadUNet(path, configuration: configuration, extractEMA: ema)
+    /// The UNet comes from a single file's `model_ema.*` copy when the options say so (`--ema`) or the
+    /// bundle asks for it with `__metadata__["extract_ema"] = "true"`.
+    public static func unet(model path: String, bundle: ReferenceBundle, options: ModelVerifier.Options) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let ema = options.extractEMA || bundle.metadata["extract_ema"] == "true"
+        let loaded = try StableDiffusionLoader.loadUNet(path, configuration: options.configuration, extractEMA: ema)
         let sample = try bundle.floatInput("sample")
         let timesteps = try bundle.integers(bundle.input("timestep")).map(Float.init)
         let context = try bundle.floatInput("encoder_hidden_states")
@@ -19,20 +17,20 @@ public enum StableDiffusionRunners {
         return (["sample": output], loaded.notes + (ema ? ["UNet weights from the model_ema.* copy"] : []))
     }
 
-    public static func vaeEncoder(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
-        let loaded = try StableDiffusionLoader.loadVAE(path, configuration: configuration, parts: .encoder)
+    public static func vaeEncoder(model path: String, bundle: ReferenceBundle, options: ModelVerifier.Options) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let loaded = try StableDiffusionLoader.loadVAE(path, configuration: options.configuration, parts: .encoder)
         let mean = try loaded.model.latentMean(bundle.floatInput("sample"))
         return (["latent_mean": mean], loaded.notes)
     }
 
-    public static func vaeDecoder(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
-        let loaded = try StableDiffusionLoader.loadVAE(path, configuration: configuration, parts: .decoder)
+    public static func vaeDecoder(model path: String, bundle: ReferenceBundle, options: ModelVerifier.Options) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let loaded = try StableDiffusionLoader.loadVAE(path, configuration: options.configuration, parts: .decoder)
         let image = try loaded.model.decode(bundle.floatInput("latent"))
         return (["sample": image], loaded.notes)
     }
 
-    public static func textEncoder(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
-        let loaded = try StableDiffusionLoader.loadTextEncoder(path, configuration: configuration)
+    public static func textEncoder(model path: String, bundle: ReferenceBundle, options: ModelVerifier.Options) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let loaded = try StableDiffusionLoader.loadTextEncoder(path, configuration: options.configuration)
         let states = try loaded.model.hiddenStates(bundle.idRows("input_ids"))
         return (["last_hidden_state": states], loaded.notes)
     }

@@ -12,34 +12,66 @@ public enum ModelVerifier {
         public var passed: Bool { comparisons.allSatisfy(\.passed) }
     }
 
-    public typealias Runner = (_ model: String, _ bundle: ReferenceBundle, _ configuration: String?) throws -> (outputs: [String: Tensor], notes: [String])
+    /// How to load and run the models a bundle names; passed by value to every runner.
+    public struct Options: Sendable {
+        /// A configuration file or folder (`--config`).
+        public var configuration: String?
+        /// Stable Diffusion single files: take the UNet from the `model_ema.*` copy (`--ema`).
+        public var extractEMA: Bool
+        /// The frozen SD teacher for training-step bundles (`--teacher`).
+        public var teacher: String?
+        public var tolerance: Tolerance
 
-    /// Component name → how to load its model and run the bundle. Other model families register here.
-    nonisolated(unsafe) public static var runners: [String: Runner] = [
-        "clip": runCLIP, "clip-text": CLIPTextRunner.run,
-        "unet": StableDiffusionRunners.unet, "vae-encoder": StableDiffusionRunners.vaeEncoder,
-        "vae-decoder": StableDiffusionRunners.vaeDecoder, "text-encoder": StableDiffusionRunners.textEncoder,
+        public init(configuration: String? = nil, extractEMA: Bool = false, teacher: String? = nil, tolerance: Tolerance = Tolerance()) {
+            (self.configuration, self.extractEMA, self.teacher, self.tolerance) = (configuration, extractEMA, teacher, tolerance)
+        }
+    }
+
+    public typealias Runner = @Sendable (_ model: String, _ bundle: ReferenceBundle, _ options: Options) throws -> (outputs: [String: Tensor], notes: [String])
+
+    /// The forward-pass components this module knows; they run without recording gradients. Other
+    /// modules (training steps) pass their own runners beside these.
+    public static let standardRunners: [String: Runner] = [
+        "clip": inference(runCLIP), "clip-text": inference(CLIPTextRunner.run),
+        "unet": inference(StableDiffusionRunners.unet), "vae-encoder": inference(StableDiffusionRunners.vaeEncoder),
+        "vae-decoder": inference(StableDiffusionRunners.vaeDecoder), "text-encoder": inference(StableDiffusionRunners.textEncoder),
     ]
 
-    public static func verify(model: String, bundlePath: String, configuration: String? = nil,
-                              tolerance: Tolerance = Tolerance()) throws -> Report {
+    static func inference(_ runner: @escaping Runner) -> Runner {
+        { model, bundle, options in try withNoGrad { try runner(model, bundle, options) } }
+    }
+
+    public static func verify(model: String, bundlePath: String, options: Options = Options(),
+                              runners: [String: Runner] = standardRunners) throws -> Report {
         let bundle = try ReferenceBundle(path: bundlePath)
         guard let runner = runners[bundle.component] else {
             throw CheckpointError(file: bundlePath, "unknown component '\(bundle.component)' (known: \(runners.keys.sorted().joined(separator: ", ")))")
         }
-        let (outputs, notes) = try withNoGrad { try runner(model, bundle, configuration) }
+        guard !bundle.outputNames.isEmpty else {
+            throw CheckpointError(file: bundlePath, "the bundle has no outputs.* tensors: there is nothing to compare")
+        }
+        let (outputs, notes) = try runner(model, bundle, options)
         var comparisons: [OutputComparison] = []
         for name in bundle.outputNames {
             guard let computed = outputs[name] else {
                 throw CheckpointError(file: bundlePath, "the \(bundle.component) runner does not produce output '\(name)'")
             }
-            comparisons.append(tolerance.compare(name: name, computed: computed, expected: try bundle.expected(name)))
+            comparisons.append(options.tolerance.compare(name: name, computed: computed, expected: try bundle.expected(name)))
         }
         return Report(component: bundle.component, computed: outputs, comparisons: comparisons, notes: notes)
     }
 
-    static func runCLIP(model path: String, bundle: ReferenceBundle, configuration: String?) throws -> (outputs: [String: Tensor], notes: [String]) {
-        let loaded = try CLIPLoader.load(path, configuration: configuration)
+    /// `verify` with only a configuration and a tolerance (forward-pass bundles).
+    public static func verify(model: String, bundlePath: String, configuration: String?, tolerance: Tolerance = Tolerance()) throws -> Report {
+        try verify(model: model, bundlePath: bundlePath, options: Options(configuration: configuration, tolerance: tolerance))
+    }
+
+    public static func verify(model: String, bundlePath: String, tolerance: Tolerance) throws -> Report {
+        try verify(model: model, bundlePath: bundlePath, options: Options(tolerance: tolerance))
+    }
+
+    static func runCLIP(model path: String, bundle: ReferenceBundle, options: Options) throws -> (outputs: [String: Tensor], notes: [String]) {
+        let loaded = try CLIPLoader.load(path, configuration: options.configuration)
         let pixels = try bundle.floatInput("pixel_values")
         let ids = try bundle.idRows("input_ids")
         let image = try loaded.model.encodeImage(pixels)
