@@ -16,12 +16,15 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // YAML (and JSON) fine-tune configurations.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C libraries from Debian packages (scripts/install-deps.sh installs them).
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs"),
+        .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
 
         .target(name: "WeightsIO", dependencies: ["CZlib"]),
         // Row kernels (softmax exp) with runtime AVX2/FMA dispatch; the package stays baseline x86-64.
@@ -30,12 +33,14 @@ let package = Package(
         // setjmp-based error handling for libjpeg/libpng, which Swift cannot express.
         .target(name: "CImageShim",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
-        .target(name: "Imaging", dependencies: ["CImageCodecs", "CImageShim"]),
+        // WeightsIO for its atomic file writer (PNG output).
+        .target(name: "Imaging", dependencies: ["CImageCodecs", "CImageShim", "CZlib", "WeightsIO"]),
         .target(name: "Models", dependencies: ["Tensors", "CZlib"], resources: [.copy("Resources")]),
         // Pure name/shape rules between checkpoint layouts: no tensors, no files.
         .target(name: "Layouts"),
         .target(name: "Checkpoints", dependencies: ["WeightsIO", "Tensors", "Models", "Layouts"]),
-        .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging"]),
+        .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO", "CArchive",
+                                                   .product(name: "Yams", package: "Yams")]),
         .target(name: "Evaluation", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging"]),
         .executableTarget(
             name: "sdsclip",

@@ -13,7 +13,9 @@ final class CLITests: XCTestCase {
     }
 
     /// Runs the built `sdsclip` (same products folder as this test bundle).
-    func sdsclip(_ arguments: [String]) throws -> Run {
+    func sdsclip(_ arguments: [String]) throws -> Run { try Self.sdsclip(arguments) }
+
+    static func sdsclip(_ arguments: [String]) throws -> Run {
         let binary = Bundle.main.bundleURL.appendingPathComponent("sdsclip")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw XCTSkip("sdsclip is not built next to the tests at \(binary.path)")

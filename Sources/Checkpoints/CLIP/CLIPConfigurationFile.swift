@@ -97,3 +97,31 @@ public enum CLIPConfigurationFile {
         return CLIPConfiguration(text: text, vision: vision, embedDimension: embed)
     }
 }
+
+extension CLIPConfigurationFile {
+    /// transformers' `CLIPConfig` JSON for a configuration (what `config.json` of a `CLIPModel` folder
+    /// holds); `read` gives the same configuration back. Argmax pooling is written as the legacy
+    /// `eos_token_id: 2`, which transformers (and `read`) take to mean argmax.
+    public static func huggingFaceObject(_ c: CLIPConfiguration) -> [String: Any] {
+        func act(_ a: CLIPActivation) -> String { a == .quickGELU ? "quick_gelu" : "gelu" }
+        let eos: Int
+        switch c.text.pooling {
+        case .argmax: eos = 2
+        case .firstToken(let id): eos = id
+        }
+        let text: [String: Any] = [
+            "model_type": "clip_text_model", "vocab_size": c.text.vocabularySize, "max_position_embeddings": c.text.contextLength,
+            "hidden_size": c.text.width, "intermediate_size": c.text.mlpWidth, "num_hidden_layers": c.text.layers,
+            "num_attention_heads": c.text.heads, "hidden_act": act(c.text.activation), "layer_norm_eps": Double(c.text.layerNormEpsilon),
+            "eos_token_id": eos, "bos_token_id": eos == 2 ? 0 : eos - 1, "pad_token_id": 1, "projection_dim": c.embedDimension,
+        ]
+        let vision: [String: Any] = [
+            "model_type": "clip_vision_model", "image_size": c.vision.imageSize, "patch_size": c.vision.patchSize,
+            "hidden_size": c.vision.width, "intermediate_size": c.vision.mlpWidth, "num_hidden_layers": c.vision.layers,
+            "num_attention_heads": c.vision.heads, "hidden_act": act(c.vision.activation),
+            "layer_norm_eps": Double(c.vision.layerNormEpsilon), "num_channels": 3, "projection_dim": c.embedDimension,
+        ]
+        return ["architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": c.embedDimension,
+                "logit_scale_init_value": 2.6592, "text_config": text, "vision_config": vision]
+    }
+}
