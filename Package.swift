@@ -30,7 +30,8 @@ let package = Package(
         // setjmp-based error handling for libjpeg/libpng, which Swift cannot express.
         .target(name: "CImageShim",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
-        .target(name: "Imaging", dependencies: ["CImageCodecs", "CImageShim"]),
+        // WeightsIO for its atomic file writer (PNG output).
+        .target(name: "Imaging", dependencies: ["CImageCodecs", "CImageShim", "CZlib", "WeightsIO"]),
         .target(name: "Models", dependencies: ["Tensors", "CZlib"], resources: [.copy("Resources")]),
         // Pure name/shape rules between checkpoint layouts: no tensors, no files.
         .target(name: "Layouts"),
