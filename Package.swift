@@ -22,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs"),
+        .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
 
         .target(name: "WeightsIO", dependencies: ["CZlib"]),
         // Row kernels (softmax exp) with runtime AVX2/FMA dispatch; the package stays baseline x86-64.
@@ -36,7 +37,7 @@ let package = Package(
         // Pure name/shape rules between checkpoint layouts: no tensors, no files.
         .target(name: "Layouts"),
         .target(name: "Checkpoints", dependencies: ["WeightsIO", "Tensors", "Models", "Layouts"]),
-        .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging"]),
+        .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO", "CArchive"]),
         .target(name: "Evaluation", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging"]),
         .executableTarget(
             name: "sdsclip",
@@ -52,6 +53,7 @@ let package = Package(
         .testTarget(name: "LayoutsTests", dependencies: ["Layouts"]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "WeightsIO"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "SDSTrainingTests", dependencies: ["SDSTraining", "Imaging"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors", "WeightsIO"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "WeightsIO", "Models", "Tensors"]),
         // Runs the built executable: exit statuses, messages, files left behind.

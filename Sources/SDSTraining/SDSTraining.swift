@@ -1,1 +1,0 @@
-// SDSTraining: see shared/DESIGN.md for what this module owns.
