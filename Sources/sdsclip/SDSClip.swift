@@ -11,7 +11,7 @@ struct SDSClip: ParsableCommand {
         Reads safetensors (single or sharded), torch.save checkpoints (.pt/.bin/.ckpt/.pth), TorchScript \
         archives and model folders without running any pickle code.
         """,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, EmbedCommand.self, TokenizeCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, EmbedCommand.self, TokenizeCommand.self, ExampleDataCommand.self]
     )
 }
 
