@@ -7,13 +7,9 @@ public struct DataError: Error, CustomStringConvertible, Sendable, Equatable {
     public let message: String
 
     public init(file: String, at location: String? = nil, _ message: String) {
-        self.file = file
-        self.location = location
-        self.message = message
+        (self.file, self.location, self.message) = (file, location, message)
     }
 
-    public var description: String {
-        if let location { return "\(file): \(location): \(message)" }
-        return "\(file): \(message)"
-    }
+    /// `FILE: LOCATION: MESSAGE`, the location left out when unknown.
+    public var description: String { [file, location, message].compactMap { $0 }.joined(separator: ": ") }
 }

@@ -113,7 +113,7 @@ public struct ExampleWorld: Sendable {
     }
 
     private func generator(_ purpose: Purpose, _ index: Int) -> SeededGenerator {
-        SeededGenerator(seed: SplitMix64.derive(seed, purpose.rawValue, UInt64(bitPattern: Int64(index))))
+        SeededGenerator(seed: SeedMixer.derive(seed, purpose.rawValue, UInt64(bitPattern: Int64(index))))
     }
 
     private static func randomScene(_ random: inout SeededGenerator, distinctShapes: Bool) -> Scene {

@@ -31,14 +31,14 @@ public struct DataOrder: Sendable, Equatable {
     private func permutation(count: Int, epoch: Int, purpose: Purpose) -> [Int] {
         var order = Array(0..<max(0, count))
         guard shuffle else { return order }
-        var random = SeededGenerator(seed: SplitMix64.derive(seed, UInt64(bitPattern: Int64(epoch)), purpose.rawValue))
+        var random = SeededGenerator(seed: SeedMixer.derive(seed, UInt64(bitPattern: Int64(epoch)), purpose.rawValue))
         random.shuffle(&order)
         return order
     }
 
     /// The shuffle buffer's generator for the `slot`-th shard of the epoch's order.
     func bufferGenerator(epoch: Int, slot: Int) -> SeededGenerator {
-        SeededGenerator(seed: SplitMix64.derive(seed, UInt64(bitPattern: Int64(epoch)), Purpose.buffer.rawValue,
+        SeededGenerator(seed: SeedMixer.derive(seed, UInt64(bitPattern: Int64(epoch)), Purpose.buffer.rawValue,
                                                 UInt64(bitPattern: Int64(slot))))
     }
 }

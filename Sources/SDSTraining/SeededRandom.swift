@@ -1,25 +1,16 @@
-/// Deterministic random numbers for data order and the example world: the same seed gives the
-/// same sequence on every machine and Swift version (Swift's own shuffle and bounded random
-/// may change between releases, so neither is used).
-struct SplitMix64 {
-    var state: UInt64
+import Tensors
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+// Deterministic random numbers for data order and the example world: the same seed gives the
+// same sequence on every machine and Swift version (Swift's own shuffle and bounded random
+// may change between releases, so neither is used). SplitMix64 is Tensors' (one implementation).
 
+enum SeedMixer {
     /// One well-mixed seed from several parts (a seed, an epoch, a purpose, an index), so that
     /// nearby inputs (seed 1 epoch 0 vs seed 0 epoch 1) give unrelated streams.
-    static func derive(_ parts: UInt64...) -> UInt64 { derive(parts) }
-
-    static func derive(_ parts: [UInt64]) -> UInt64 {
+    static func derive(_ parts: UInt64...) -> UInt64 {
         var hash: UInt64 = 0x243F_6A88_85A3_08D3
         for part in parts {
-            var mixer = SplitMix64(state: hash ^ part)
+            var mixer = SplitMix64(seed: hash ^ part)
             hash = mixer.next()
         }
         return hash
@@ -31,7 +22,7 @@ struct SeededGenerator {
     private var s0, s1, s2, s3: UInt64
 
     init(seed: UInt64) {
-        var mixer = SplitMix64(state: seed)
+        var mixer = SplitMix64(seed: seed)
         s0 = mixer.next()
         s1 = mixer.next()
         s2 = mixer.next()

@@ -11,9 +11,7 @@ public struct TrainingSample: Sendable, Equatable {
     public let image: ImageSource
 
     public init(key: String, caption: String, image: ImageSource) {
-        self.key = key
-        self.caption = caption
-        self.image = image
+        (self.key, self.caption, self.image) = (key, caption, image)
     }
 }
 
@@ -73,9 +71,7 @@ public struct BadSample: Error, Sendable, Equatable, CustomStringConvertible {
     public let detail: String
 
     public init(key: String, kind: BadSampleKind, detail: String) {
-        self.key = key
-        self.kind = kind
-        self.detail = detail
+        (self.key, self.kind, self.detail) = (key, kind, detail)
     }
 
     public var description: String { "\(key): \(kind.rawValue): \(detail)" }

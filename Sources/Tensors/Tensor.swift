@@ -132,16 +132,17 @@ extension Tensor: CustomStringConvertible {
     }
 }
 
-/// SplitMix64: tiny, fast, good enough for weight initialisation and test data.
-struct SplitMix64 {
+/// SplitMix64: tiny, fast, good enough for weight initialisation and test data (and, in
+/// SDSTraining, for seeding the data order's generator). Its sequence is part of what seeds mean.
+public struct SplitMix64: Sendable {
     private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-    mutating func nextUnitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    public mutating func nextUnitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }

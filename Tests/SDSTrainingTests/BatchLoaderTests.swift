@@ -32,6 +32,12 @@ final class BatchLoaderTests: XCTestCase {
         return try folder.write("good.jsonl", text: lines.joined(separator: "\n"))
     }
 
+    private func settings(batch: Int, resolution: Int = 8, seed: UInt64, epochs: Int?) -> BatchLoader.Configuration {
+        var configuration = BatchLoader.Configuration(batchSize: batch, resolution: resolution, order: DataOrder(seed: seed))
+        configuration.epochs = epochs
+        return configuration
+    }
+
     private func drain(_ loader: BatchLoader) throws -> [TrainingBatch] {
         var batches: [TrainingBatch] = []
         while let batch = try loader.next() { batches.append(batch) }
@@ -41,8 +47,7 @@ final class BatchLoaderTests: XCTestCase {
     func testBatchesStayInTheirEpochAndDropTheLastPartialOne() throws {
         let folder = try TemporaryFolder()
         let dataset = try TrainingDataset.open(try goodManifest(folder, count: 20))
-        var configuration = BatchLoader.Configuration(batchSize: 6, resolution: 16, order: DataOrder(seed: 1))
-        configuration.epochs = 2
+        var configuration = settings(batch: 6, resolution: 16, seed: 1, epochs: 2)
         let batches = try drain(try BatchLoader(dataset: dataset, configuration: configuration))
         XCTAssertEqual(batches.map(\.epoch), [0, 0, 0, 1, 1, 1])
         XCTAssertEqual(batches.map(\.positionAfter), [6, 12, 18, 6, 12, 18])
@@ -68,8 +73,7 @@ final class BatchLoaderTests: XCTestCase {
     func testResumingFromABatchPositionContinuesTheSameRun() throws {
         let folder = try TemporaryFolder()
         let dataset = try TrainingDataset.open(try goodManifest(folder, count: 14))
-        var configuration = BatchLoader.Configuration(batchSize: 4, resolution: 8, order: DataOrder(seed: 5))
-        configuration.epochs = 3
+        let configuration = settings(batch: 4, seed: 5, epochs: 3)
         let full = try drain(try BatchLoader(dataset: dataset, configuration: configuration))
         XCTAssertEqual(full.count, 9)
         for stop in [0, 2, 4] {
@@ -109,8 +113,7 @@ final class BatchLoaderTests: XCTestCase {
         let manifest = try folder.write("corpus.jsonl", Array(lines.joined(separator: [0x0A])))
 
         let log = LogBox()
-        var configuration = BatchLoader.Configuration(batchSize: 5, resolution: 8, order: DataOrder(seed: 3))
-        configuration.epochs = 1
+        var configuration = settings(batch: 5, seed: 3, epochs: 1)
         configuration.maximumBadFraction = 0.5
         let loader = try BatchLoader(dataset: try TrainingDataset.open(manifest), configuration: configuration) { log.append($0) }
         let batches = try drain(loader)
@@ -140,8 +143,7 @@ final class BatchLoaderTests: XCTestCase {
         try folder.write("shards/b.tar", Array(whole.prefix(whole.count - 1500)))
 
         let log = LogBox()
-        var configuration = BatchLoader.Configuration(batchSize: 4, resolution: 8, order: DataOrder(seed: 3))
-        configuration.epochs = 1
+        var configuration = settings(batch: 4, seed: 3, epochs: 1)
         configuration.maximumBadFraction = 0.2
         let loader = try BatchLoader(dataset: try TrainingDataset.open(folder.path("shards")), configuration: configuration) { log.append($0) }
         let batches = try drain(loader)
