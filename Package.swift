@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors", "WeightsIO"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "WeightsIO", "Models", "Tensors"]),
-        .testTarget(name: "SDSTrainingTests", dependencies: ["SDSTraining", "Checkpoints", "Models", "Tensors", "WeightsIO"]),
+        .testTarget(name: "SDSTrainingTests", dependencies: ["SDSTraining", "Imaging", "Checkpoints", "Models", "Tensors", "WeightsIO"]),
         // Runs the built executable: exit statuses, messages, files left behind.
         .testTarget(name: "CLITests", dependencies: ["sdsclip"]),
     ]
