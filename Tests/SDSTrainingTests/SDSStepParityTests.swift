@@ -9,7 +9,8 @@ import WeightsIO
 /// One SDS-CLIP step against torch (tools/make_sds_fixtures.py: transformers CLIPModel + diffusers UNet
 /// on the tiny fixtures, fixed inputs, noise and timesteps): L_CLIP, L_SDS, L, the gradient of every
 /// trainable parameter and the parameters after one AdamW step, each within 1e-4 of the largest
-/// reference magnitude (the bound; observed ≤ 2e-5).
+/// reference magnitude (the bound; observed ≤ 4e-5), plus 1e-7 absolute for the attention key
+/// biases, whose gradients are zero in exact arithmetic (rounding noise ~1e-9 on both sides).
 final class SDSStepParityTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let tolerance = Tolerance(absolute: 1e-7, relative: 1e-4)
