@@ -73,6 +73,12 @@ public enum LossPlot {
         return canvas.image
     }
 
+    /// Renders and writes a PNG atomically (the trainer's `loss.png`).
+    public static func write(series: [Series], to path: String, width: Int = 800, height: Int = 480,
+                             logScaleY: Bool = false) throws {
+        try PNGEncoder.write(render(series: series, width: width, height: height, logScaleY: logScaleY), to: path)
+    }
+
     private static func drawLegend(_ names: [String], on canvas: inout Canvas, right: Int, top: Int) {
         guard !names.isEmpty else { return }
         let textHeight = Canvas.textHeight(scale: textScale)

@@ -6,6 +6,8 @@ public enum ShardList {
     public static let extensions = [".tar", ".tar.gz", ".tgz"]
     /// A pattern that would name more shards than this is refused (a typo like {0..99999999}).
     public static let maximumShards = 1_000_000
+    /// Longer patterns are refused: expansion recurses once per brace group.
+    public static let maximumPatternLength = 4096
 
     public static func resolve(_ source: String) throws -> [String] {
         var isFolder: ObjCBool = false
@@ -37,6 +39,9 @@ public enum ShardList {
     /// descending when the first end is larger), `{a,b,c}`; several groups multiply, and lists
     /// may nest. Text without braces is returned as is.
     public static func expandBraces(_ pattern: String) throws -> [String] {
+        guard pattern.count <= maximumPatternLength else {
+            throw DataError(file: String(pattern.prefix(80)) + "…", "a shard pattern is limited to \(maximumPatternLength) characters")
+        }
         var results: [String] = []
         try expand(Array(pattern), prefix: "", into: &results, pattern: pattern)
         return results

@@ -105,7 +105,8 @@ final class ShardListTests: XCTestCase {
         XCTAssertEqual(try ShardList.expandBraces("{a,b}-{0..1}"), ["a-0", "a-1", "b-0", "b-1"])
         XCTAssertEqual(try ShardList.expandBraces("x{a,{b,c}0}y"), ["xay", "xb0y", "xc0y"])
         XCTAssertEqual(try ShardList.expandBraces("plain.tar"), ["plain.tar"])
-        for bad in ["s-{000..003.tar", "{a}", "{1..x}", "{0..99999999}", "{}"] {
+        let deep = String(repeating: "{a,", count: 3000) + String(repeating: "}", count: 3000)
+        for bad in ["s-{000..003.tar", "{a}", "{1..x}", "{0..99999999}", "{}", deep] {
             XCTAssertThrowsError(try ShardList.expandBraces(bad), bad)
         }
     }
