@@ -184,6 +184,7 @@ public final class Trainer {
         var lastCheckpoint = TrainingCheckpoint.list(checkpointsFolder).last?.path ?? ""
         var stoppedBy: String?
         let startSamples = progress.samplesSeen
+        let badBefore = progress.badSamples   // the loader counts from zero when it starts
         let clock = ContinuousClock()
         let started = clock.now
         let elapsedBefore = progress.elapsedSeconds
@@ -208,7 +209,7 @@ public final class Trainer {
                 progress.epoch = batch.epoch
                 progress.position = batch.positionAfter
                 progress.samplesSeen += batch.captions.count
-                progress.badSamples = batch.badSamples.total
+                progress.badSamples = badBefore + batch.badSamples.total
             }
             if endOfData || batches == 0 {
                 optimizer.zeroGrad()

@@ -1,0 +1,109 @@
+import Foundation
+import XCTest
+@testable import Checkpoints
+@testable import SDSTraining
+import Models
+import Tensors
+
+/// The trainer's parts on their own: micro-batching, the schedule, configuration files, checkpoints.
+final class TrainerPartsTests: XCTestCase {
+    static let root = SDSStepParityTests.root
+
+    /// Splitting the UNet work into micro-batches changes nothing but rounding: the losses and every
+    /// gradient of a 3-sample step agree within 1e-5 relative between micro-batches of 1 and of 3.
+    func testMicroBatchesGiveTheSameStep() throws {
+        let bundle = try ReferenceBundle(path: SDSStepParityTests.bundlePath("sd1_tokens_full"))
+        let teacher = try SDSTeacher.load(Self.root.appendingPathComponent("fixtures/sd/sd1_diffusers").path)
+        func run(microBatch: Int) throws -> (SDSLosses, [String: Tensor]) {
+            let clip = try CLIPLoader.load(Self.root.appendingPathComponent("fixtures/clip/hf").path).model
+            let trainable = TrainableSet.layernorm.select(in: clip.registry)
+            clip.registry.unfreeze(trainable)
+            let map = try LatentMap(kind: .tokens, side: 8, inputWidth: clip.configuration.vision.width, grid: clip.configuration.vision.gridSize,
+                                    initialWeight: bundle.floatInput("latent_map.weight"), initialBias: bundle.floatInput("latent_map.bias"))
+            let step = SDSStep(clip: clip, latentMap: map, teacher: teacher, lambda: 0.5, gradient: .full, microBatch: microBatch)
+            let losses = try step.run(SDSBatch(pixels: bundle.floatInput("pixel_values"), ids: bundle.idRows("input_ids"),
+                                               context: teacher.context(bundle.idRows("teacher_input_ids")),
+                                               noise: bundle.floatInput("noise"), timesteps: bundle.integers(bundle.input("timesteps"))))
+            var grads: [String: Tensor] = [:]
+            for entry in trainable + map.registry.entries { grads[entry.name] = entry.parameter.grad }
+            return (losses, grads)
+        }
+        let (oneLosses, one) = try run(microBatch: 1)
+        let (allLosses, all) = try run(microBatch: 3)
+        XCTAssertEqual(oneLosses.sds, allLosses.sds, accuracy: 1e-6)
+        XCTAssertEqual(oneLosses.clip, allLosses.clip)
+        XCTAssertEqual(Set(one.keys), Set(all.keys))
+        let tolerance = Tolerance(absolute: 1e-8, relative: 1e-5)
+        for (name, gradient) in one {
+            let comparison = tolerance.compare(name: name, computed: try XCTUnwrap(all[name]), expected: gradient)
+            XCTAssertTrue(comparison.passed, "\(name): \(comparison.relativeError)")
+        }
+    }
+
+    func testWarmupThenCosine() {
+        let schedule = LearningRateSchedule(warmupSteps: 4, totalSteps: 12)
+        XCTAssertEqual((1...4).map { schedule.factor(step: $0) }, [0.25, 0.5, 0.75, 1])
+        XCTAssertEqual(schedule.factor(step: 5), 1, "the first decay step runs at the peak")
+        XCTAssertEqual(schedule.factor(step: 9), 0.5, accuracy: 1e-6)
+        XCTAssertGreaterThan(schedule.factor(step: 12), 0)
+        XCTAssertLessThan(schedule.factor(step: 12), 0.05)
+        XCTAssertEqual(LearningRateSchedule(warmupSteps: 50, totalSteps: 10).warmupSteps, 10, "warm-up never exceeds the run")
+    }
+
+    func testConfigurationFromYAMLAndJSONWithClearErrors() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdsclip-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let yaml = folder.appendingPathComponent("run.yaml").path
+        try "clip: a\nteacher: b\ndata: c\nout: d\nbatch-size: 16\nlambda: 0.5\nsds-gradient: sds\nlr-clip: 2e-5\nseed: 3\n"
+            .write(toFile: yaml, atomically: true, encoding: .utf8)
+        var configuration = FinetuneConfiguration()
+        try configuration.apply(FinetuneConfiguration.readFile(yaml), origin: yaml)
+        XCTAssertEqual(configuration.batchSize, 16)
+        XCTAssertEqual(configuration.lambda, 0.5)
+        XCTAssertEqual(configuration.sdsGradient, .sds)
+        XCTAssertEqual(configuration.lrClip, 2e-5)
+        XCTAssertEqual(configuration.seed, 3)
+        try configuration.validate()
+        // The printed configuration reads back to the same one.
+        let json = folder.appendingPathComponent("effective.json").path
+        try configuration.json.write(toFile: json, atomically: true, encoding: .utf8)
+        var again = FinetuneConfiguration()
+        try again.apply(FinetuneConfiguration.readFile(json), origin: json)
+        XCTAssertEqual(again, configuration)
+
+        func message(_ values: [String: Any]) -> String {
+            var c = FinetuneConfiguration()
+            do { try c.apply(values, origin: "test"); try c.validate(); return "" } catch { return error.message }
+        }
+        XCTAssertTrue(message(["batchsize": 4]).contains("did you mean 'batch-size'"))
+        XCTAssertTrue(message(["batch-size": 1]).contains("≥ 2"))
+        XCTAssertTrue(message(["mapper": "grid"]).contains("pooled, tokens"))
+        XCTAssertTrue(message(["lambda": "x"]).contains("finite number"))
+        XCTAssertTrue(message(["clip": "a", "teacher": "b", "data": "c"]).contains("missing setting 'out'"))
+        XCTAssertTrue(message(["clip": "a", "teacher": "b", "data": "c", "out": "d", "t-min": 500, "t-max": 100]).contains("t-min"))
+    }
+
+    func testCheckpointRoundTripKeepsTheNewestAndIgnoresPartials() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdsclip-ckpt-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let state = AdamW.ParameterState(step: 3, firstMoment: Tensor.randn(shape: [2, 3], seed: 1), secondMoment: Tensor.randn(shape: [2, 3], seed: 2))
+        for step in [2, 4, 6] {
+            let progress = TrainingProgress(step: step, epoch: 1, position: 8, randomState: 42, samplesSeen: 24, badSamples: 1, elapsedSeconds: 1.5)
+            try TrainingCheckpoint(progress: progress, configuration: ["batch-size": 4], tensors: ["w": Tensor.randn(shape: [2, 3], seed: UInt64(step))],
+                                   optimizerStates: ["w": state]).write(into: folder, keep: 2)
+        }
+        // A partial folder of a dead writer (pid 2^22 + 1 does not exist here) is not a checkpoint.
+        try FileManager.default.createDirectory(atPath: folder + "/.step-8.partial-4194305", withIntermediateDirectories: false)
+        XCTAssertEqual(TrainingCheckpoint.list(folder).map(\.step), [4, 6])
+        let read = try TrainingCheckpoint.read(folder + "/step-6")
+        XCTAssertEqual(read.progress.step, 6)
+        XCTAssertEqual(read.progress.randomState, 42)
+        XCTAssertEqual(read.tensors["w"]?.scalars, Tensor.randn(shape: [2, 3], seed: 6).scalars)
+        XCTAssertEqual(read.optimizerStates["w"], state)
+        XCTAssertEqual(read.configuration["batch-size"] as? Int, 4)
+        TrainingCheckpoint.removeStalePartials(in: folder)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/.step-8.partial-4194305"))
+        XCTAssertThrowsError(try TrainingCheckpoint.read(folder + "/step-2"), "removed: only 2 kept")
+    }
+}
