@@ -61,6 +61,24 @@ typedef struct {
     sds_image_status failure;
 } jpeg_context;
 
+// Pillow reads CMYK JPEGs as "CMYK;I" (Adobe's inverted storage), then converts to RGB with
+// nk = 255 − K, R = clip(nk − C·nk/255) (its MULDIV255 rounding). Stored values s give C = 255 − s.
+static void cmyk_row_to_rgb(uint8_t *row, unsigned width) {
+    for (unsigned x = 0; x < width; x++) {
+        const uint8_t *in = row + 4 * (size_t)x;
+        int nk = in[3];   // 255 − K with K = 255 − stored
+        uint8_t rgb[3];
+        for (int channel = 0; channel < 3; channel++) {
+            int c = 255 - in[channel];
+            int product = c * nk + 128;
+            int scaled = ((product >> 8) + product) >> 8;
+            int value = nk - scaled;
+            rgb[channel] = (uint8_t)(value < 0 ? 0 : (value > 255 ? 255 : value));
+        }
+        memcpy(row + 3 * (size_t)x, rgb, 3);
+    }
+}
+
 sds_image_status sds_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels,
                                  sds_decoded_image *out, char *message, size_t message_capacity) {
     memset(out, 0, sizeof(*out));
@@ -83,12 +101,8 @@ sds_image_status sds_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_
     jpeg_mem_src(&ctx->cinfo, data, (unsigned long)size);
     jpeg_read_header(&ctx->cinfo, TRUE);
 
-    if (ctx->cinfo.jpeg_color_space == JCS_CMYK || ctx->cinfo.jpeg_color_space == JCS_YCCK) {
-        ctx->failure = SDS_IMAGE_UNSUPPORTED;
-        snprintf(ctx->error.message, sizeof(ctx->error.message),
-                 "CMYK/YCCK JPEG is not supported (only greyscale, YCbCr and RGB)");
-        longjmp(ctx->error.jump, 1);
-    }
+    // CMYK and YCCK JPEGs (print workflows) decode to CMYK and are converted as Pillow does.
+    int cmyk = ctx->cinfo.jpeg_color_space == JCS_CMYK || ctx->cinfo.jpeg_color_space == JCS_YCCK;
     uint64_t pixel_count = (uint64_t)ctx->cinfo.image_width * ctx->cinfo.image_height;
     if (pixel_count > max_pixels) {
         ctx->failure = SDS_IMAGE_TOO_LARGE;
@@ -98,15 +112,16 @@ sds_image_status sds_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_
         longjmp(ctx->error.jump, 1);
     }
     // Library defaults (islow IDCT, fancy upsampling) are what Pillow uses.
-    ctx->cinfo.out_color_space = JCS_RGB;
+    ctx->cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&ctx->cinfo);
-    if (ctx->cinfo.output_components != 3) {
+    if (ctx->cinfo.output_components != (cmyk ? 4 : 3)) {
         snprintf(ctx->error.message, sizeof(ctx->error.message),
                  "decoder produced %d components, expected 3", ctx->cinfo.output_components);
         longjmp(ctx->error.jump, 1);
     }
     size_t stride = (size_t)ctx->cinfo.output_width * 3;
-    ctx->pixels = malloc(stride * ctx->cinfo.output_height + 1);
+    // CMYK scanlines are 4 bytes a pixel; each is converted to RGB in place, front to back.
+    ctx->pixels = malloc(stride * ctx->cinfo.output_height + (size_t)ctx->cinfo.output_width + 1);
     if (ctx->pixels == NULL) {
         ctx->failure = SDS_IMAGE_OUT_OF_MEMORY;
         snprintf(ctx->error.message, sizeof(ctx->error.message), "out of memory");
@@ -118,6 +133,7 @@ sds_image_status sds_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_
             snprintf(ctx->error.message, sizeof(ctx->error.message), "decoder stalled");
             longjmp(ctx->error.jump, 1);
         }
+        if (cmyk) cmyk_row_to_rgb(row, ctx->cinfo.output_width);
     }
     jpeg_finish_decompress(&ctx->cinfo);
 

@@ -273,7 +273,14 @@ enum SampleDecoder {
                 guard FileManager.default.fileExists(atPath: path) else {
                     return .failure(BadSample(key: sample.key, kind: .missingImage, detail: "\(path) does not exist"))
                 }
-                return .success(try ImageDecoder.decode(path: path))
+                do {
+                    return .success(try ImageDecoder.decode(path: path))
+                } catch let error as ImagingError {
+                    guard case .unrecognizedFormat = error,
+                          isWebP(FileHandle(forReadingAtPath: path).flatMap { try? $0.read(upToCount: 12) } ?? Data()) else { throw error }
+                    return .failure(BadSample(key: sample.key, kind: .unsupportedImage,
+                                              detail: "\(path) is WebP, which the image decoder does not read (JPEG and PNG only)"))
+                }
             case .bytes(let data, let name):
                 if isWebP(data) {
                     return .failure(BadSample(key: sample.key, kind: .unsupportedImage,

@@ -135,15 +135,15 @@ final class ImageDecoderErrorTests: XCTestCase {
         }
     }
 
-    func testCMYKJPEGIsUnsupported() {
-        XCTAssertThrowsError(try ImageDecoder.decode(path: ImageFixtures.path("cmyk_16x16.jpg"))) { error in
-            guard case let .unsupportedImage(source, format, detail)? = error as? ImagingError else {
-                return XCTFail("expected unsupportedImage, got \(error)")
-            }
-            XCTAssertTrue(source.hasSuffix("cmyk_16x16.jpg"))
-            XCTAssertEqual(format, .jpeg)
-            XCTAssertTrue(detail.contains("CMYK"), detail)
-        }
+    /// CMYK JPEGs are converted to RGB as Pillow does (Adobe-inverted CMYK, then its cmyk2rgb),
+    /// against Pillow's `convert("RGB")` (tools/make_cmyk_fixture.py), within the JPEG tolerance.
+    func testCMYKJPEGConvertsAsPillow() throws {
+        let fixtures = try ImageFixtures.tensors("cmyk_decoded.safetensors")
+        let expected = try fixtures.bytes("cmyk_16x16.jpg")
+        let image = try ImageDecoder.decode(path: ImageFixtures.path("cmyk_16x16.jpg"))
+        XCTAssertEqual([image.height, image.width, 3], expected.shape)
+        let comparison = ByteComparison(image.pixels, expected.values)
+        XCTAssertLessThanOrEqual(comparison.maxDifference, ImageDecoderTests.jpegTolerance, "\(comparison)")
     }
 
     func testPixelLimitIsEnforced() {

@@ -99,12 +99,14 @@ final class BatchLoaderTests: XCTestCase {
         try folder.write("truncated.png", Array(png.prefix(png.count - 20)))
         try folder.write("random.jpg", (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
         try folder.write("cmyk.jpg", [UInt8](try Data(contentsOf: TestData.fixtures.appendingPathComponent("cmyk_16x16.jpg"))))
+        try folder.write("photo.webp", Array("RIFF".utf8) + [26, 0, 0, 0] + Array("WEBPVP8 ".utf8) + [UInt8](repeating: 0, count: 18))
         try folder.write("rgb16.png", [UInt8](try Data(contentsOf: TestData.fixtures.appendingPathComponent("rgb16_90x70.png"))))
         lines += [
             Array(#"{"image": "missing.png", "caption": "missing file"}"#.utf8),
             Array(#"{"image": "truncated.png", "caption": "truncated png"}"#.utf8),
             Array(#"{"image": "random.jpg", "caption": "random bytes"}"#.utf8),
-            Array(#"{"image": "cmyk.jpg", "caption": "cmyk jpeg"}"#.utf8),
+            Array(#"{"image": "cmyk.jpg", "caption": "cmyk jpeg decodes as Pillow's"}"#.utf8),
+            Array(#"{"image": "photo.webp", "caption": "webp"}"#.utf8),
             Array(#"{"image": "rgb16.png", "caption": "16-bit png decodes"}"#.utf8),
             Array(#"{"image": "img/0.png", "caption": "  "}"#.utf8),
             Array(#"{"image": "img/1.png", "caption": "bad "#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8),
@@ -121,12 +123,12 @@ final class BatchLoaderTests: XCTestCase {
                                               .invalidText: 1, .unreadableImage: 1]
         XCTAssertEqual(loader.badSamples.byKind, expected)
         XCTAssertEqual(loader.badSamples.total, 7)
-        XCTAssertEqual(loader.itemsSeen, 38)
+        XCTAssertEqual(loader.itemsSeen, 39)
         XCTAssertLessThanOrEqual(batches.last?.badSamples.total ?? 99, 7)
-        XCTAssertEqual(batches.flatMap(\.keys).count, 30, "31 good samples, the last partial batch dropped")
+        XCTAssertEqual(batches.flatMap(\.keys).count, 30, "32 good samples (CMYK and 16-bit images convert), the last partial batch dropped")
         XCTAssertTrue(batches.flatMap(\.captions).allSatisfy { !$0.isEmpty })
-        XCTAssertEqual(Set(log.all.map(\.key)), Set((31...38).filter { $0 != 35 }.map { "corpus.jsonl:\($0)" }))
-        XCTAssertTrue(log.all.contains { $0.kind == .unsupportedImage && $0.detail.contains("cmyk.jpg") }, "\(log.all)")
+        XCTAssertEqual(Set(log.all.map(\.key)), Set((31...39).filter { $0 != 34 && $0 != 36 }.map { "corpus.jsonl:\($0)" }))
+        XCTAssertTrue(log.all.contains { $0.kind == .unsupportedImage && $0.detail.contains("photo.webp") }, "\(log.all)")
     }
 
     /// Webdataset: invalid UTF-8 in a .txt is one bad sample; a shard truncated mid-member is
