@@ -40,6 +40,7 @@ import diffusers  # noqa: E402
 from diffusers import (AutoencoderKL, DDPMScheduler, PNDMScheduler, StableDiffusionPipeline,  # noqa: E402
                        UNet2DConditionModel)
 from safetensors import safe_open  # noqa: E402
+from make_sd_fixtures import assert_same_state, randomize, write_bytes_atomic, write_json  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
@@ -95,15 +96,8 @@ def fresh_dir(path):
     return path
 
 
-def write_bytes(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
-def write_json(path, obj):
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def save_tensors(path, tensors, metadata):
@@ -118,7 +112,7 @@ def save_tensors(path, tensors, metadata):
     header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     assert len(text) <= n and not raw[8 + len(text):8 + n].strip()
-    write_bytes(path, raw[:8] + text + b" " * (n - len(text)) + raw[8 + n:])
+    write_bytes_atomic(path, raw[:8] + text + b" " * (n - len(text)) + raw[8 + n:])
     back = load_file(path)
     assert set(back) == set(tensors) and all(torch.equal(back[k], v) for k, v in tensors.items())
     with safe_open(path, "pt") as f:
@@ -405,7 +399,7 @@ def write_v_teacher():
     os.makedirs(os.path.join(folder, "scheduler"))
     src = os.path.join(REPO, SD2)
     with open(os.path.join(src, "model_index.json"), "rb") as f:
-        write_bytes(os.path.join(folder, "model_index.json"), f.read())
+        write_bytes_atomic(os.path.join(folder, "model_index.json"), f.read())
     with open(os.path.join(src, "scheduler", "scheduler_config.json")) as f:
         cfg = json.load(f)
     assert cfg["prediction_type"] == "epsilon"
@@ -420,17 +414,6 @@ def write_v_teacher():
 
 # ---------------------------------------------------------------- demo models
 
-def randomize(module, seed):
-    """std-0.05 weights; Group/LayerNorm affine parameters near identity (±0.1), as the other fixture generators."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, sub in module.named_modules():
-            is_norm = isinstance(sub, (torch.nn.GroupNorm, torch.nn.LayerNorm))
-            for pname, p in sub.named_parameters(recurse=False):
-                if p.ndim == 0:
-                    continue
-                noise = torch.randn(p.shape, generator=g)
-                p.copy_(((1.0 if pname == "weight" else 0.0) + 0.1 * noise) if is_norm else 0.05 * noise)
 
 
 def round_to_half(module):
@@ -445,10 +428,6 @@ def demo_text_config(**extra):
                 eos_token_id=DEMO_EOT, layer_norm_eps=1e-5, **extra)
 
 
-def assert_same_state(actual, expected, what):
-    assert set(actual) == set(expected), (what, sorted(set(actual) ^ set(expected))[:5])
-    for k, v in expected.items():
-        assert actual[k].dtype == v.dtype and torch.equal(actual[k], v), (what, k)
 
 
 def write_demo_clip():
@@ -624,7 +603,7 @@ def write_readme(results):
               "`fixtures/demo/` (see its README): a CLIPModel and an SD1-style pipeline with the real 49408-token "
               "vocabulary, checked by `demo_pooled_full.safetensors` (B 2, 77-token rows: CLIP rows padded with 0, "
               "teacher rows with 49407).", ""]
-    write_bytes(os.path.join(SDS, "README.md"), "\n".join(lines).encode())
+    write_bytes_atomic(os.path.join(SDS, "README.md"), "\n".join(lines).encode())
 
 
 # ---------------------------------------------------------------- main
@@ -675,7 +654,7 @@ def main():
     os.makedirs(DEMO, exist_ok=True)
     write_demo_clip()
     write_demo_sd()
-    write_bytes(os.path.join(DEMO, "README.md"), DEMO_README.encode())
+    write_bytes_atomic(os.path.join(DEMO, "README.md"), DEMO_README.encode())
     demo_clip = load_clip(DEMO_CLIP)
     _, demo_text, _ = load_teacher(DEMO_SD)
     inputs = make_inputs(demo_clip, demo_text, 2, 103, (256, DEMO_SOT), DEMO_SOT, DEMO_EOT, [(0, 50), (900, 1000)])

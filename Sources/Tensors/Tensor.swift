@@ -82,20 +82,9 @@ public struct Tensor: @unchecked Sendable {
 
     /// Standard-normal samples from a seeded SplitMix64 + Box–Muller generator (deterministic, not torch's stream).
     public static func randn(shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
-        var result = Tensor(uninitializedShape: shape)
         var generator = SplitMix64(seed: seed)
-        let pointer = result.storage.pointer
-        var index = 0
-        while index < result.count {
-            let u1 = max(generator.nextUnitDouble(), Double.leastNonzeroMagnitude)
-            let u2 = generator.nextUnitDouble()
-            let radius = (-2 * log(u1)).squareRoot()
-            pointer[index] = Float(radius * cos(2 * Double.pi * u2)) * scale
-            if index + 1 < result.count { pointer[index + 1] = Float(radius * sin(2 * Double.pi * u2)) * scale }
-            index += 2
-        }
-        result.node = nil
-        return result
+        let samples = randn(shape: shape, generator: &generator)
+        return scale == 1 ? samples : samples.scaled(by: scale, plus: 0)
     }
 
     public var count: Int { storage.count }

@@ -40,14 +40,7 @@ public enum DistilledCLIPWriter {
                                              "trained": (configuration.trainable.select(in: clip.registry).map(\.name) + latentMap.registry.names)]
             try JSONSerialization.data(withJSONObject: provenance, options: [.prettyPrinted, .sortedKeys])
                 .write(to: URL(fileURLWithPath: (partial as NSString).appendingPathComponent("training.json")))
-            if manager.fileExists(atPath: folder) {
-                let old = (parent as NSString).appendingPathComponent(".\((folder as NSString).lastPathComponent).old-\(getpid())")
-                try manager.moveItem(atPath: folder, toPath: old)
-                try manager.moveItem(atPath: partial, toPath: folder)
-                try? manager.removeItem(atPath: old)
-            } else {
-                try manager.moveItem(atPath: partial, toPath: folder)
-            }
+            try FinishedFolder.move(partial, to: folder)
         } catch {
             try? manager.removeItem(atPath: partial)
             throw error
