@@ -19,3 +19,7 @@ HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/interop_convert.py --cli "$BIN" --form
 # --- Stable Diffusion: `convert --layout diffusers` output loaded by diffusers from_pretrained ---------------
 # (owner: SD models/loading; tools/interop_sd_convert.py). Runs after the corpus check above.
 HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/interop_sd_convert.py --cli "$BIN" --fixtures "$ROOT/fixtures/sd"
+
+# --- SDS-CLIP fine-tune: the distilled CLIP (OUT/final) loaded by transformers CLIPModel.from_pretrained ------
+# (owner: SDSTraining; tools/interop_finetune.py).
+HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/interop_finetune.py --cli "$BIN"
