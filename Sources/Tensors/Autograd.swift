@@ -25,6 +25,11 @@ public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
 /// A trainable (or frozen) tensor with a stable identity: modules keep weights here and the
 /// optimiser updates `value` in place. Use `tensor` in computations; it links into the graph only
 /// when `requiresGrad` is true and recording is on.
+///
+/// Threading: a parameter (its value, gradient and graph leaf) belongs to one model, and a model is
+/// used from one task at a time: forward, backward and the optimiser step run in sequence on that
+/// task, while the ops parallelise internally. `Sendable` only lets a model be handed to another
+/// task whole (a loader thread building it, a trainer taking it); nothing here locks.
 public final class Parameter: @unchecked Sendable {
     public var value: Tensor
     public var requiresGrad: Bool

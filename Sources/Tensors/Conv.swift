@@ -17,6 +17,7 @@ private struct ConvGeometry {
     let outHeight: Int, outWidth: Int
     /// Column-buffer budget in floats; 8M (32 MB) by default, smaller in tests to force tiling.
     let columnBudget: Int
+    let routing: ConvRouting
 
     var patch: Int { channels * kernelH * kernelW }          // GEMM K
     var outPixels: Int { outHeight * outWidth }               // GEMM N (whole image)
@@ -85,7 +86,7 @@ private struct ConvGeometry {
     /// Small images go through im2col instead: both fast paths rearrange the whole weight on every
     /// call, which dominates when few output pixels share it (the UNet's 8×8 and 16×16 levels).
     var usesShiftedProducts: Bool {
-        strideH == 1 && strideW == 1 && !isPointwise && channels >= 16 && outPixels >= ConvTuning.shiftedMinimumOutputPixels
+        strideH == 1 && strideW == 1 && !isPointwise && channels >= 16 && outPixels >= routing.shiftedMinimumOutputPixels
     }
 
     /// Output-row tiles covering the image.
@@ -94,26 +95,44 @@ private struct ConvGeometry {
     }
 }
 
-/// 2-D cross-correlation as torch.nn.functional.conv2d (groups = 1, no dilation):
-/// x [N, C, H, W], weight [O, C, kh, kw], bias [O]. Lowered to GEMMs via im2col over tiles of output
-/// rows (bounded scratch memory); a 1×1 stride-1 convolution is one GEMM on the image itself.
-public enum ConvTuning {
+/// Which algorithm a stride-1 convolution uses, by output size: a value passed to `conv2d`, so no
+/// global setting changes what a model computes.
+public struct ConvRouting: Sendable, Equatable {
     /// Winograd F(2×2,3×3) transforms the weights on every call (16/9 of their size), which only
     /// pays off when enough output pixels share them; smaller 3×3 convolutions (the UNet's 8×8
     /// levels at 1280 channels) use shifted GEMMs. Measured with `sdsclip-bench conv3x3-shape`.
-    nonisolated(unsafe) public static var winogradMinimumOutputPixels = 256
+    public var winogradMinimumOutputPixels: Int
     /// Output pixels per image below which stride-1 convolutions use im2col + one GEMM rather than
     /// shifted GEMMs or Winograd.
-    nonisolated(unsafe) public static var shiftedMinimumOutputPixels = 2048
+    public var shiftedMinimumOutputPixels: Int
+
+    public init(winogradMinimumOutputPixels: Int = 256, shiftedMinimumOutputPixels: Int = 2048) {
+        self.winogradMinimumOutputPixels = winogradMinimumOutputPixels
+        self.shiftedMinimumOutputPixels = shiftedMinimumOutputPixels
+    }
+
+    /// The measured thresholds every model uses.
+    public static let standard = ConvRouting()
+    /// Winograd / shifted GEMMs wherever they apply (tests, benchmarks).
+    public static let fastPaths = ConvRouting(winogradMinimumOutputPixels: 0, shiftedMinimumOutputPixels: 0)
+    /// Shifted GEMMs but never Winograd.
+    public static let shiftedOnly = ConvRouting(winogradMinimumOutputPixels: .max, shiftedMinimumOutputPixels: 0)
+    /// im2col + GEMM always.
+    public static let im2colOnly = ConvRouting(winogradMinimumOutputPixels: .max, shiftedMinimumOutputPixels: .max)
 }
 
+/// 2-D cross-correlation as torch.nn.functional.conv2d (groups = 1, no dilation):
+/// x [N, C, H, W], weight [O, C, kh, kw], bias [O]. Lowered to GEMMs via im2col over tiles of output
+/// rows (bounded scratch memory), shifted GEMMs or Winograd as `routing` says; a 1×1 stride-1
+/// convolution is one GEMM on the image itself.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
-                   stride: (height: Int, width: Int) = (1, 1), padding: Padding2D = .zero) throws -> Tensor {
-    try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: 1 << 23)
+                   stride: (height: Int, width: Int) = (1, 1), padding: Padding2D = .zero,
+                   routing: ConvRouting = .standard) throws -> Tensor {
+    try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: 1 << 23, routing: routing)
 }
 
 func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, width: Int), padding: Padding2D,
-            columnBudget: Int) throws -> Tensor {
+            columnBudget: Int, routing: ConvRouting = .standard) throws -> Tensor {
     guard x.rank == 4, weight.rank == 4, x.shape[1] == weight.shape[1] else {
         throw TensorError.shapeMismatch(op: "conv2d", detail: "input \(x.shape) and weight \(weight.shape): expected [N, C, H, W] and [O, C, kh, kw]")
     }
@@ -133,14 +152,14 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
     let geometry = ConvGeometry(channels: c, height: h, width: w, outChannels: o, kernelH: kh, kernelW: kw,
                                 strideH: stride.height, strideW: stride.width, padding: padding,
                                 outHeight: (paddedH - kh) / stride.height + 1, outWidth: (paddedW - kw) / stride.width + 1,
-                                columnBudget: columnBudget)
+                                columnBudget: columnBudget, routing: routing)
     let (patch, pixels, outWidth) = (geometry.patch, geometry.outPixels, geometry.outWidth)
     var output = Tensor(uninitializedShape: [n, o, geometry.outHeight, geometry.outWidth])
     let px = x.storage.pointer, pw = weight.storage.pointer, py = output.storage.pointer
     let shifted = geometry.usesShiftedProducts
     let columns = geometry.isPointwise || shifted ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
     defer { columns?.deallocate() }
-    if shifted && kh == 3 && kw == 3 && n * geometry.outPixels >= ConvTuning.winogradMinimumOutputPixels {
+    if shifted && kh == 3 && kw == 3 && n * geometry.outPixels >= routing.winogradMinimumOutputPixels {
         WinogradConvolution(channels: c, height: h, width: w, outChannels: o, padding: padding, budget: columnBudget)
             .forward(px, images: n, weight: pw, bias: bias?.storage.pointer, into: py)
     } else if shifted {
@@ -219,8 +238,9 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
 }
 
 /// conv2d with a square stride and symmetric padding.
-public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int, padding: Int = 0) throws -> Tensor {
-    try conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: .uniform(padding))
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int, padding: Int = 0,
+                   routing: ConvRouting = .standard) throws -> Tensor {
+    try conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: .uniform(padding), routing: routing)
 }
 
 extension Tensor {

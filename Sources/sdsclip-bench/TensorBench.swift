@@ -59,17 +59,18 @@ enum TensorBench {
             guard arguments.count >= 3, let c = Int(arguments[0]), let side = Int(arguments[1]) else {
                 throw BenchUsage("conv3x3-shape C SIDE auto|winograd|shifted|im2col [REPEATS]")
             }
+            let routing: ConvRouting
             switch arguments[2] {
-            case "auto": break
-            case "winograd": (ConvTuning.winogradMinimumOutputPixels, ConvTuning.shiftedMinimumOutputPixels) = (0, 0)
-            case "shifted": (ConvTuning.winogradMinimumOutputPixels, ConvTuning.shiftedMinimumOutputPixels) = (Int.max, 0)
-            case "im2col": ConvTuning.shiftedMinimumOutputPixels = Int.max
+            case "auto": routing = .standard
+            case "winograd": routing = .fastPaths
+            case "shifted": routing = .shiftedOnly
+            case "im2col": routing = .im2colOnly
             default: throw BenchUsage("conv3x3-shape C SIDE auto|winograd|shifted|im2col [REPEATS]")
             }
             let x = Tensor.randn(shape: [1, c, side, side], seed: 1)
             let weight = Tensor.randn(shape: [c, c, 3, 3], seed: 2, scale: 0.02), bias = Tensor.randn(shape: [c], seed: 3)
             try timeForward("conv3x3-shape", flops: 2.0 * Double(c * c * 9 * side * side), repeats: repeatCount(arguments, at: 3)) {
-                _ = try conv2d(x, weight: weight, bias: bias, stride: 1, padding: 1)
+                _ = try conv2d(x, weight: weight, bias: bias, stride: 1, padding: 1, routing: routing)
             }
         },
         BenchCase(name: "groupnorm", summary: "[REPEATS]: group norm, 32 groups, affine, on [1, 320, 64, 64], forward") { arguments in

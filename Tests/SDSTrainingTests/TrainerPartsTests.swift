@@ -106,4 +106,21 @@ final class TrainerPartsTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/.step-8.partial-4194305"))
         XCTAssertThrowsError(try TrainingCheckpoint.read(folder + "/step-2"), "removed: only 2 kept")
     }
+
+    /// A pipeline whose UNet attends to 24-wide states but whose text encoder is 32 wide is refused
+    /// at load, naming both widths.
+    func testTeacherWithMismatchedCrossAttentionIsRefused() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdsclip-teacher-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let sd = Self.root.appendingPathComponent("fixtures/sd")
+        let manager = FileManager.default
+        try manager.copyItem(at: sd.appendingPathComponent("sd1_diffusers/model_index.json"), to: folder.appendingPathComponent("model_index.json"))
+        try manager.createSymbolicLink(at: folder.appendingPathComponent("unet"), withDestinationURL: sd.appendingPathComponent("sd1_diffusers/unet"))
+        try manager.createSymbolicLink(at: folder.appendingPathComponent("text_encoder"), withDestinationURL: sd.appendingPathComponent("sd2_diffusers/text_encoder"))
+        XCTAssertThrowsError(try SDSTeacher.load(folder.path)) { error in
+            XCTAssertTrue("\(error)".contains("cross_attention_dim"), "\(error)")
+            XCTAssertTrue("\(error)".contains("24") && "\(error)".contains("32"), "\(error)")
+        }
+    }
 }

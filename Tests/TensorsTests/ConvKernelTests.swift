@@ -15,51 +15,47 @@ final class ConvKernelTests: XCTestCase {
     /// Runs `body` with every combination of algorithm (the fast paths forced on for these small images,
     /// and im2col forced), worker count and accumulator budget (1 << 23 is the default; 1 forces one
     /// output row per tile).
-    private func acrossTilingsAndThreads(_ body: (Int) throws -> Void) rethrows {
-        let saved = (Threading.threadCount, ConvTuning.winogradMinimumOutputPixels, ConvTuning.shiftedMinimumOutputPixels)
-        defer {
-            Threading.setThreadCount(saved.0)
-            (ConvTuning.winogradMinimumOutputPixels, ConvTuning.shiftedMinimumOutputPixels) = (saved.1, saved.2)
-        }
-        for (winograd, shifted) in [(0, 0), (Int.max, Int.max)] {
-            (ConvTuning.winogradMinimumOutputPixels, ConvTuning.shiftedMinimumOutputPixels) = (winograd, shifted)
+    private func acrossTilingsAndThreads(_ body: (Int, ConvRouting) throws -> Void) rethrows {
+        let savedThreads = Threading.threadCount
+        defer { Threading.setThreadCount(savedThreads) }
+        for routing in [ConvRouting.fastPaths, .im2colOnly] {
             for threads in [1, 3] {
                 Threading.setThreadCount(threads)
-                for budget in [1 << 23, 1] { try body(budget) }
+                for budget in [1 << 23, 1] { try body(budget, routing) }
             }
         }
     }
 
     func testThreeByThreeOverSeveralImages() throws {
-        try acrossTilingsAndThreads { budget in
+        try acrossTilingsAndThreads { budget, routing in
             try checkCase(fixture, "c16_3x3_p1", inputs: ["x", "w", "b"]) {
-                try conv2d($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, stride: (1, 1), padding: .uniform(1), columnBudget: budget)
+                try conv2d($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, stride: (1, 1), padding: .uniform(1), columnBudget: budget, routing: routing)
             }
         }
     }
 
     func testThreeByThreeOnRowsOfManyTilesWithAsymmetricPadding() throws {
-        try acrossTilingsAndThreads { budget in
+        try acrossTilingsAndThreads { budget, routing in
             try checkCase(fixture, "c16_3x3_wide_asym", inputs: ["x", "w", "b"]) {
                 try conv2d($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, stride: (1, 1),
-                           padding: Padding2D(top: 1, bottom: 0, left: 0, right: 2), columnBudget: budget)
+                           padding: Padding2D(top: 1, bottom: 0, left: 0, right: 2), columnBudget: budget, routing: routing)
             }
         }
     }
 
     func testRectangularKernelWithAsymmetricPaddingAndNoBias() throws {
-        try acrossTilingsAndThreads { budget in
+        try acrossTilingsAndThreads { budget, routing in
             try checkCase(fixture, "c24_rect_asym", inputs: ["x", "w"]) {
                 try conv2d($0["x"]!, weight: $0["w"]!, bias: nil, stride: (1, 1),
-                           padding: Padding2D(top: 0, bottom: 1, left: 2, right: 0), columnBudget: budget)
+                           padding: Padding2D(top: 0, bottom: 1, left: 2, right: 0), columnBudget: budget, routing: routing)
             }
         }
     }
 
     func testFiveByFiveKernelWiderThanTheImage() throws {
-        try acrossTilingsAndThreads { budget in
+        try acrossTilingsAndThreads { budget, routing in
             try checkCase(fixture, "c32_5x5_p2", inputs: ["x", "w", "b"]) {
-                try conv2d($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, stride: (1, 1), padding: .uniform(2), columnBudget: budget)
+                try conv2d($0["x"]!, weight: $0["w"]!, bias: $0["b"]!, stride: (1, 1), padding: .uniform(2), columnBudget: budget, routing: routing)
             }
         }
     }
