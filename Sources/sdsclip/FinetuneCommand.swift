@@ -18,8 +18,15 @@ struct FinetuneCommand: ParsableCommand {
         """
     )
 
+    /// The setting's help with its default appended (the defaults live in FinetuneConfiguration only).
     static func help(_ key: String) -> ArgumentHelp {
-        ArgumentHelp(FinetuneConfiguration.settings.first { $0.key == key }?.help ?? "")
+        let text = FinetuneConfiguration.settings.first { $0.key == key }?.help ?? ""
+        guard let value = FinetuneConfiguration().values[key] else { return ArgumentHelp(text) }
+        // "(ours)" marks a default this implementation chose (the paper publishes none).
+        let ours = text.contains(" (ours)")
+        var sentence = text.replacingOccurrences(of: " (ours)", with: "")
+        if sentence.hasSuffix(".") { sentence.removeLast() }
+        return ArgumentHelp("\(sentence) (default: \(value)\(ours ? ", ours" : "")).")
     }
 
     @Option(name: .customLong("clip"), help: help("clip")) var clip: String?
