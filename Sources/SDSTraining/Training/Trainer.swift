@@ -67,14 +67,16 @@ public final class Trainer {
         let checkpoint = try resume.map { try TrainingCheckpoint.read($0) }
         if let checkpoint { try Self.checkResumable(configuration, against: checkpoint.configuration, file: resume ?? "") }
 
-        let loaded = try CLIPLoader.load(clipPath, configuration: configuration.clipConfig)
+        let loaded = try Self.naming("clip") { try CLIPLoader.load(clipPath, configuration: configuration.clipConfig) }
         clip = loaded.model
         clipTrainable = configuration.trainable.select(in: clip.registry)
         guard !clipTrainable.isEmpty else {
             throw CheckpointError(file: clipPath, "this CLIP has no parameters of the '\(configuration.trainable.rawValue)' set (no LayerNorms found)")
         }
         clip.registry.unfreeze(clipTrainable)
-        teacher = try SDSTeacher.load(teacherPath, configuration: configuration.teacherConfig, prediction: configuration.predictionType)
+        teacher = try Self.naming("teacher") {
+            try SDSTeacher.load(teacherPath, configuration: configuration.teacherConfig, prediction: configuration.predictionType)
+        }
         guard configuration.latentSize % teacher.unet.sizeMultiple == 0 else {
             throw ConfigurationError("latent-size \(configuration.latentSize) cannot go through this UNet: it must be a multiple of \(teacher.unet.sizeMultiple) (one halving per down block)")
         }
@@ -92,7 +94,9 @@ public final class Trainer {
         step = SDSStep(clip: clip, latentMap: latentMap, teacher: teacher, lambda: configuration.lambda,
                        gradient: configuration.sdsGradient, microBatch: configuration.microBatch)
 
-        dataset = try TrainingDataset.open(dataPath, layout: configuration.dataLayout.flatMap(DatasetLayout.init(rawValue:)))
+        dataset = try Self.naming("data") {
+            try TrainingDataset.open(dataPath, layout: configuration.dataLayout.flatMap(DatasetLayout.init(rawValue:)))
+        }
         let samplesPerStep = configuration.batchSize * configuration.accumulation
         if let steps = configuration.steps {
             totalSteps = steps
@@ -115,6 +119,13 @@ public final class Trainer {
         progress = start
         random = Tensors.SplitMix64(seed: start.randomState)
         if let checkpoint { try restore(checkpoint, file: resume ?? "") }
+    }
+
+    /// Runs `body`, saying which setting an error came from ("--teacher: …").
+    static func naming<T>(_ key: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as ConfigurationError { throw error } catch {
+            throw ConfigurationError("--\(key): \(error)")
+        }
     }
 
     /// Settings that may differ between a run and its resume: they do not change the result.
