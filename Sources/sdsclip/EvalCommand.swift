@@ -21,19 +21,19 @@ struct EvalCommand: ParsableCommand {
         """
     )
 
-    @Argument(help: "The CLIP: a file or folder in any supported layout.")
+    @Argument(help: ArgumentHelp("The CLIP: a file or folder in any supported layout.", valueName: "MODEL"))
     var model: String
 
-    @Argument(help: "Benchmarks: paths, or KIND:PATH to name the layout.")
+    @Argument(help: ArgumentHelp("Benchmarks: paths, or KIND:PATH to name the layout.", valueName: "BENCHMARK"))
     var benchmarks: [String]
 
-    @Option(help: "A second CLIP to score on the same items, shown beside MODEL with the difference (OTHER − MODEL).")
+    @Option(help: ArgumentHelp("A second CLIP to score on the same items, shown beside MODEL with the difference (OTHER − MODEL).", valueName: "OTHER"))
     var compare: String?
 
-    @Option(help: "Write every score, interval, count and skipped item to this JSON file.")
+    @Option(help: ArgumentHelp("Write every score, interval, count and skipped item to this JSON file.", valueName: "FILE"))
     var json: String?
 
-    @Option(help: "The image folder of SugarCrepe (COCO val2017) or ARO (default: val2017/ or images/ beside the JSON files).")
+    @Option(help: ArgumentHelp("The image folder of SugarCrepe (COCO val2017) or ARO (default: val2017/ or images/ beside the JSON files).", valueName: "DIR"))
     var images: String?
 
     @Option(help: "A configuration file for MODEL (transformers config.json or OpenCLIP config).")
