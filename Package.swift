@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Checkpoints", dependencies: ["WeightsIO", "Tensors", "Models", "Layouts"]),
         .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO", "CArchive",
                                                    .product(name: "Yams", package: "Yams")]),
-        .target(name: "Evaluation", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging"]),
+        .target(name: "Evaluation", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO"]),
         .executableTarget(
             name: "sdsclip",
             dependencies: [
@@ -59,6 +59,8 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensors", "WeightsIO"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "WeightsIO", "Models", "Tensors"]),
         .testTarget(name: "SDSTrainingTests", dependencies: ["SDSTraining", "Imaging", "Checkpoints", "Models", "Tensors", "WeightsIO"]),
+        // ExampleDataWriter writes the example world's test-swaps for the Winoground-style reader.
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Checkpoints", "Models", "Imaging", "WeightsIO", "SDSTraining"]),
         // Runs the built executable: exit statuses, messages, files left behind.
         .testTarget(name: "CLITests", dependencies: ["sdsclip"]),
     ]

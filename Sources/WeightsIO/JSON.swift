@@ -28,6 +28,17 @@ public struct JSONNumber: Sendable, Equatable, CustomStringConvertible {
     public var description: String { literal }
 }
 
+extension JSONNumber {
+    /// An integer's literal (in an extension, so the memberwise `init(literal:)` stays for this module).
+    public init(_ value: some BinaryInteger) { self.init(literal: String(value)) }
+
+    /// The shortest literal that reads back as `value`; nil for NaN and infinities, which JSON cannot hold.
+    public init?(_ value: Double) {
+        guard value.isFinite else { return nil }
+        self.init(literal: "\(value)")
+    }
+}
+
 /// An object's members in document order, with lookup by key. Keys are unique by construction.
 public struct JSONObject: Sendable, Equatable {
     public private(set) var keys: [String] = []

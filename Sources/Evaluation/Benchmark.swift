@@ -1,0 +1,75 @@
+/// The benchmark layouts `sdsclip eval` reads.
+public enum BenchmarkKind: String, CaseIterable, Sendable {
+    /// Winoground (`examples.jsonl` + `images/`) and files of the same shape (the example world's test-swaps).
+    case winoground
+    /// SugarCrepe's seven JSON files over COCO val2017 images.
+    case sugarCrepe = "sugarcrepe"
+    /// Generic multiple choice JSONL: `{"image", "captions", "answer"}`.
+    case multipleChoice = "choice"
+    /// ARO's VG-Relation: `visual_genome_relation.json` + `images/`.
+    case aroRelation = "aro-relation"
+    /// ARO's VG-Attribution: `visual_genome_attribution.json` + `images/`.
+    case aroAttribution = "aro-attribution"
+
+    /// Which scores a benchmark of this kind reports.
+    public var plan: ScoringPlan {
+        switch self {
+        case .winoground:
+            return ScoringPlan(metrics: ["text", "image", "group"], overall: true, subsetName: "collapsed_tag", macro: nil)
+        case .sugarCrepe:
+            return ScoringPlan(metrics: ["accuracy"], overall: false, subsetName: "file", macro: nil)
+        case .multipleChoice:
+            return ScoringPlan(metrics: ["accuracy"], overall: true, subsetName: nil, macro: nil)
+        case .aroRelation:
+            return ScoringPlan(metrics: ["accuracy"], overall: true, subsetName: "relation",
+                               macro: MacroAverage(excluded: AROReader.symmetricRelations, minimumItems: 1))
+        case .aroAttribution:
+            return ScoringPlan(metrics: ["accuracy"], overall: true, subsetName: "attributes",
+                               macro: MacroAverage(excluded: [], minimumItems: 25))
+        }
+    }
+}
+
+/// The scores of a benchmark: each metric pooled over all items (`overall`), pooled within each subset
+/// (when items have one), and optionally a macro average of the subsets' accuracies.
+public struct ScoringPlan: Hashable, Sendable {
+    /// Per-item booleans: Winoground's text/image/group, otherwise one accuracy.
+    public let metrics: [String]
+    public let overall: Bool
+    /// What the subsets are (`collapsed_tag`, `file`, …), nil when the benchmark has none.
+    public let subsetName: String?
+    public let macro: MacroAverage?
+}
+
+/// The mean of per-subset accuracies, as the ARO authors report it: subsets in `excluded` and subsets
+/// with fewer than `minimumItems` scored items are left out.
+public struct MacroAverage: Hashable, Sendable {
+    public let excluded: Set<String>
+    public let minimumItems: Int
+
+    public func includes(_ subset: String, items: Int) -> Bool { items >= max(minimumItems, 1) && !excluded.contains(subset) }
+}
+
+/// A benchmark read from disk: the items that could be read and the rows that could not.
+public struct Benchmark: Sendable {
+    /// Unique within a run (`winoground`, `sugarcrepe`, `test-swaps`, …); seeds its bootstrap.
+    public var name: String
+    public let kind: BenchmarkKind
+    /// The file or folder it was read from.
+    public let source: String
+    public let items: [BenchmarkItem]
+    /// Rows that are not items (malformed JSON, missing fields, bad boxes).
+    public let skipped: [SkippedItem]
+
+    public init(name: String, kind: BenchmarkKind, source: String, items: [BenchmarkItem], skipped: [SkippedItem]) {
+        self.name = name
+        self.kind = kind
+        self.source = source
+        self.items = items
+        self.skipped = skipped
+    }
+
+    public var plan: ScoringPlan { kind.plan }
+    /// Every row of the source, read or not.
+    public var rowCount: Int { items.count + skipped.count }
+}

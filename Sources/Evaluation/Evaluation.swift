@@ -1,1 +1,0 @@
-// Evaluation: see shared/DESIGN.md for what this module owns.

@@ -1,0 +1,80 @@
+/// Scores benchmarks from models' embeddings: per-item results, then each score of the benchmark's
+/// plan with its bootstrap interval. Items that any model cannot score are skipped for all, so
+/// compared models are scored on the same items.
+public enum Evaluator {
+    /// The distinct images and captions the benchmarks need, in order of first appearance.
+    public static func inputs(_ benchmarks: [Benchmark]) -> (images: [ImageReference], captions: [String]) {
+        var images: [ImageReference] = [], captions: [String] = []
+        var seenImages = Set<ImageReference>(), seenCaptions = Set<String>()
+        for item in benchmarks.lazy.flatMap(\.items) {
+            images += item.images.filter { seenImages.insert($0).inserted }
+            captions += item.captions.filter { seenCaptions.insert($0).inserted }
+        }
+        return (images, captions)
+    }
+
+    public static func report(_ benchmarks: [Benchmark], runs: [ModelRun], bootstrap: BootstrapSettings = BootstrapSettings()) -> EvaluationReport {
+        let summaries = runs.map {
+            ModelSummary(label: $0.label, images: $0.table.imageCount, captions: $0.table.captionCount,
+                         failedImages: $0.table.imageFailures.count, failedCaptions: $0.table.textFailures.count)
+        }
+        return EvaluationReport(models: summaries, bootstrap: bootstrap,
+                                benchmarks: benchmarks.map { result($0, runs: runs, bootstrap: Bootstrap(bootstrap)) })
+    }
+
+    static func result(_ benchmark: Benchmark, runs: [ModelRun], bootstrap: Bootstrap) -> BenchmarkResult {
+        let plan = benchmark.plan
+        var skipped = benchmark.skipped
+        var scored: [BenchmarkItem] = []
+        // outcomes[model][metric][scored item]
+        var outcomes = [[[Bool]]](repeating: [[Bool]](repeating: [], count: plan.metrics.count), count: runs.count)
+        items: for item in benchmark.items {
+            var values: [[Bool]] = []
+            for run in runs {
+                switch ItemScorer.score(item, with: run.table) {
+                case .success(let value) where value.count == plan.metrics.count: values.append(value)
+                case .success:
+                    skipped.append(SkippedItem(id: item.id, reason: "its task does not give the benchmark's \(plan.metrics.count) metrics"))
+                    continue items
+                case .failure(let skip):
+                    skipped.append(skip)
+                    continue items
+                }
+            }
+            scored.append(item)
+            for (model, value) in values.enumerated() {
+                for metric in value.indices { outcomes[model][metric].append(value[metric]) }
+            }
+        }
+
+        var scopes: [(ScoreScope, [[Int]])] = []
+        if plan.overall { scopes.append((.all, [Array(scored.indices)])) }
+        if plan.subsetName != nil {
+            var members: [String: [Int]] = [:]
+            for (index, item) in scored.enumerated() { if let subset = item.subset { members[subset, default: []].append(index) } }
+            let names = members.keys.sorted()
+            scopes += names.map { (.subset($0), [members[$0] ?? []]) }
+            if let macro = plan.macro {
+                let included = names.filter { macro.includes($0, items: members[$0]?.count ?? 0) }
+                if !included.isEmpty { scopes.append((.macro(subsets: included), included.map { members[$0] ?? [] })) }
+            }
+        }
+
+        var scores: [Score] = []
+        for (scope, strata) in scopes {
+            guard let result = bootstrap.run(outcomes: outcomes, strata: strata, key: "\(benchmark.name)/\(scope.key)") else { continue }
+            let pooled: [Int]?
+            if case .macro = scope { pooled = nil } else { pooled = strata.first }
+            for (metric, name) in plan.metrics.enumerated() {
+                let models = runs.indices.map { model in
+                    ModelScore(correct: pooled.map { $0.filter { outcomes[model][metric][$0] }.count },
+                               estimate: result.estimates[model][metric])
+                }
+                scores.append(Score(metric: name, scope: scope, items: strata.reduce(0) { $0 + $1.count }, models: models,
+                                    difference: result.differences?[metric]))
+            }
+        }
+        return BenchmarkResult(name: benchmark.name, kind: benchmark.kind, source: benchmark.source, rows: benchmark.rowCount,
+                               scored: scored.count, skipped: skipped, subsetName: plan.subsetName, scores: scores)
+    }
+}

@@ -1,0 +1,117 @@
+import WeightsIO
+
+/// A BENCHMARK argument: a file or folder whose layout is detected, or forced with a prefix
+/// (`winoground:DIR`, `sugarcrepe:FILE`, `choice:FILE`, `aro:DIR`, `aro-relation:FILE`, `aro-attribution:FILE`).
+public struct BenchmarkSpec: Hashable, Sendable, CustomStringConvertible {
+    public enum Layout: String, CaseIterable, Sendable {
+        case winoground, sugarcrepe, choice
+        /// Whichever ARO files a folder holds, or the one a file is.
+        case aro
+        case aroRelation = "aro-relation"
+        case aroAttribution = "aro-attribution"
+    }
+
+    public let layout: Layout?
+    public let path: String
+
+    public init(layout: Layout?, path: String) {
+        self.layout = layout
+        self.path = path
+    }
+
+    /// `KIND:PATH` when KIND names a layout; anything else (including other colons) is a plain path.
+    public init(argument: String) {
+        if let colon = argument.firstIndex(of: ":"), let layout = Layout(rawValue: String(argument[..<colon])) {
+            self.init(layout: layout, path: String(argument[argument.index(after: colon)...]))
+        } else {
+            self.init(layout: nil, path: argument)
+        }
+    }
+
+    public var description: String { layout.map { "\($0.rawValue):\(path)" } ?? path }
+}
+
+/// Opens BENCHMARK arguments: finds the layout, reads the rows, names the benchmarks uniquely.
+public enum BenchmarkLoader {
+    static let expected = "Winoground-style JSONL (caption_0, caption_1, image_0, image_1), multiple choice JSONL (image, captions, answer), "
+        + "a SugarCrepe JSON dict (filename, caption, negative_caption) or an ARO JSON list (true_caption, false_caption)"
+    static let forcing = "name the layout as KIND:PATH (\(BenchmarkSpec.Layout.allCases.map(\.rawValue).joined(separator: ", ")))"
+
+    /// Every benchmark of every argument, in order; a name used twice gets `#2`, `#3`, ….
+    /// `images` is the image folder for SugarCrepe and ARO (whose JSON names files without a folder).
+    public static func open(_ specs: [BenchmarkSpec], images: String? = nil) throws -> [Benchmark] {
+        var benchmarks: [Benchmark] = []
+        var used: [String: Int] = [:]
+        for spec in specs {
+            for var benchmark in try open(spec, images: images) {
+                let count = (used[benchmark.name] ?? 0) + 1
+                used[benchmark.name] = count
+                if count > 1 { benchmark.name += "#\(count)" }
+                benchmarks.append(benchmark)
+            }
+        }
+        return benchmarks
+    }
+
+    public static func open(_ spec: BenchmarkSpec, images: String? = nil) throws -> [Benchmark] {
+        guard BenchmarkFile.exists(spec.path) else { throw EvaluationError(file: spec.path, "the benchmark does not exist") }
+        return BenchmarkFile.isFolder(spec.path) ? try openFolder(spec, images: images) : [try openFile(spec, images: images)]
+    }
+
+    static func openFolder(_ spec: BenchmarkSpec, images: String?) throws -> [Benchmark] {
+        let folder = spec.path
+        let examples = BenchmarkFile.join(folder, WinogroundReader.fileName)
+        let sugarCrepe = SugarCrepeReader.files(in: folder)
+        let aro = [(AROReader.relationFile, BenchmarkKind.aroRelation), (AROReader.attributionFile, .aroAttribution)]
+            .map { (BenchmarkFile.join(folder, $0.0), $0.1) }.filter { BenchmarkFile.exists($0.0) }
+        let wanted = spec.layout
+        var benchmarks: [Benchmark] = []
+        if wanted == nil || wanted == .winoground, BenchmarkFile.exists(examples) {
+            benchmarks.append(try WinogroundReader.read(file: examples))
+        }
+        if wanted == nil || wanted == .sugarcrepe, !sugarCrepe.isEmpty {
+            benchmarks.append(try SugarCrepeReader.read(files: sugarCrepe, images: images, source: folder))
+        }
+        for (file, kind) in aro where wanted == nil || wanted == .aro || wanted?.rawValue == kind.rawValue {
+            benchmarks.append(try AROReader.read(file: file, kind: kind, images: images))
+        }
+        guard !benchmarks.isEmpty else {
+            let looked = wanted == .choice ? "choice needs a JSONL file, not a folder"
+                : "found no \(WinogroundReader.fileName) (Winoground), SugarCrepe file (\(SugarCrepeReader.subsets.map { "\($0).json" }.joined(separator: ", "))) "
+                + "or ARO file (\(AROReader.relationFile), \(AROReader.attributionFile))\(wanted.map { " for \($0.rawValue)" } ?? "")"
+            throw EvaluationError(file: folder, looked)
+        }
+        return benchmarks
+    }
+
+    static func openFile(_ spec: BenchmarkSpec, images: String?) throws -> Benchmark {
+        let file = spec.path
+        let layout = try spec.layout ?? detect(file: file)
+        switch layout {
+        case .winoground: return try WinogroundReader.read(file: file)
+        case .choice: return try MultipleChoiceReader.read(file: file)
+        case .sugarcrepe: return try SugarCrepeReader.read(files: [file], images: images)
+        case .aro: return try AROReader.read(file: file, images: images)
+        case .aroRelation: return try AROReader.read(file: file, kind: .aroRelation, images: images)
+        case .aroAttribution: return try AROReader.read(file: file, kind: .aroAttribution, images: images)
+        }
+    }
+
+    /// The layout of a file from its content: a JSON list is ARO; a first line that is a whole object is
+    /// JSON Lines (Winoground-style or multiple choice by its fields); a dict of items is SugarCrepe.
+    public static func detect(file: String) throws -> BenchmarkSpec.Layout {
+        let bytes = try BenchmarkFile.bytes(file, what: "benchmark file")
+        let unknown = EvaluationError(file: file, "cannot tell which benchmark this is: expected \(expected); \(forcing)")
+        guard let first = bytes.first(where: { !($0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D) }) else { throw unknown }
+        if first == UInt8(ascii: "[") { return .aro }
+        if let line = BenchmarkFile.lines(bytes).first, case .success(let record) = BenchmarkFile.record(line.text) {
+            if record["caption_0"] != nil, record["image_0"] != nil { return .winoground }
+            if record["captions"] != nil, record["answer"] != nil { return .choice }
+        }
+        if let items = try? JSONParser.parse(bytes).objectValue, let entry = items.values.first?.objectValue,
+           entry["negative_caption"] != nil {
+            return .sugarcrepe
+        }
+        throw unknown
+    }
+}
