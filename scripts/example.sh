@@ -68,3 +68,6 @@ $BIN finetune --clip fixtures/demo/clip --teacher fixtures/demo/sd --data "$OUT/
 
 step "the distilled CLIP loads like any other"
 $BIN embed "$OUT/run/final" --text "a red circle left of a blue square" "a blue circle left of a red square"
+
+step "evaluate base vs distilled CLIP on the example world's swapped-caption pairs (Winoground scores)"
+$BIN eval fixtures/demo/clip "$OUT/data/test-swaps.jsonl" --compare "$OUT/run/final" 2>/dev/null
