@@ -19,11 +19,9 @@ copied beside the weights, and both libraries embed texts as `sdsclip embed OUT/
 Usage: interop_export.py --cli PATH/TO/sdsclip [--root REPO]
 Prints one line per check and `interop-export: N passed, M failed`; exit status 1 on any failure.
 """
-import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -32,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from interoplib import Checks  # noqa: E402
 import open_clip  # noqa: E402
 from transformers import CLIPModel, CLIPProcessor  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
@@ -68,23 +67,8 @@ def open_clip_model(folder):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cli", required=True)
-    parser.add_argument("--root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    args = parser.parse_args()
-    root = os.path.abspath(args.root)
-    passed, failed = 0, 0
-
-    def check(name, ok, detail=""):
-        nonlocal passed, failed
-        print(f"{'ok  ' if ok else 'FAIL'} {name} {detail}")
-        passed, failed = passed + bool(ok), failed + (not ok)
-
-    def run(*arguments):
-        result = subprocess.run([args.cli, *arguments], cwd=root, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            raise RuntimeError(f"sdsclip {' '.join(arguments)} failed:\n{result.stderr}")
-        return result
+    checks = Checks.from_command_line()
+    root, check, run = checks.root, checks.check, checks.run
 
     def guarded(name, body):
         try:
@@ -216,8 +200,7 @@ def main():
 
         guarded("OUT/final", finetune_case)
 
-    print(f"interop-export: {passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return checks.summary("interop-export")
 
 
 if __name__ == "__main__":

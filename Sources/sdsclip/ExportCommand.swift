@@ -1,7 +1,6 @@
 import ArgumentParser
 import Checkpoints
 import Foundation
-import WeightsIO
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,17 +30,6 @@ struct ExportCommand: ParsableCommand {
         var layout: CLIPExportLayout { self == .hf ? .huggingFace : .openCLIP }
     }
 
-    enum OutputDType: String, ExpressibleByArgument, CaseIterable {
-        case f32, f16, bf16
-        var dtype: DType {
-            switch self {
-            case .f32: return .f32
-            case .f16: return .f16
-            case .bf16: return .bf16
-            }
-        }
-    }
-
     @Argument(help: "The CLIP: a file or folder in any layout sdsclip reads.")
     var model: String
 
@@ -51,8 +39,8 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "The folder layout: \(Layout.allCases.map(\.rawValue).joined(separator: " or ")).")
     var layout: Layout
 
-    @Option(help: "Floating dtype of the weights: \(OutputDType.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var dtype: OutputDType = .f32
+    @Option(help: "Floating dtype of the weights: \(FloatDTypeArgument.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var dtype: FloatDTypeArgument = .f32
 
     @Flag(help: "Replace an existing OUT folder (only after the new one is complete).")
     var overwrite = false
