@@ -159,6 +159,12 @@ final class CLIPExportTests: XCTestCase {
             XCTAssertFalse(weights.names.contains { $0.hasPrefix("latent_map") }, "h_w never inside the CLIP weights")
             XCTAssertNoThrow(try CLIPLoader.load(out), "the folder still has one weight file to pick")
         }
+        try Data("{\"step\": 1}".utf8).write(to: final.appendingPathComponent("training.json"))
+        let out = folder.appendingPathComponent("broken").path
+        XCTAssertThrowsError(try CLIPExporter.export(modelAt: final.path, to: out, options: .init(layout: .huggingFace))) { error in
+            XCTAssertTrue("\(error)".contains("training.json"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
     func testDTypeCastAndItsEmbeddings() throws {

@@ -132,9 +132,9 @@ struct CLIPExportSource {
         let folder = CLIPLoader.folder(of: path)
         let training = (folder as NSString).appendingPathComponent(Self.trainingFile)
         if FileManager.default.fileExists(atPath: training) {
-            let object = try CLIPConfigurationFile.jsonObject(training)
-            guard let step = (object["step"] as? NSNumber)?.intValue, let settings = object["configuration"] as? [String: Any] else {
-                throw CheckpointError(file: training, "a fine-tune's training.json needs 'step' and 'configuration'")
+            let object = FileManager.default.contents(atPath: training).flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
+            guard let object, let step = (object["step"] as? NSNumber)?.intValue, let settings = object["configuration"] as? [String: Any] else {
+                throw CheckpointError(file: training, "not a fine-tune's training.json (a JSON object with 'step' and 'configuration' was expected)")
             }
             provenance.step = step
             let data = try JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys, .withoutEscapingSlashes])
