@@ -38,7 +38,8 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensors", "CZlib"], resources: [.copy("Resources")]),
         // Pure name/shape rules between checkpoint layouts: no tensors, no files.
         .target(name: "Layouts"),
-        .target(name: "Checkpoints", dependencies: ["WeightsIO", "Tensors", "Models", "Layouts"]),
+        // Imaging for the preprocessing an exported model's processor config describes.
+        .target(name: "Checkpoints", dependencies: ["WeightsIO", "Tensors", "Models", "Layouts", "Imaging"]),
         .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO", "CArchive",
                                                    .product(name: "Yams", package: "Yams")]),
         .target(name: "Evaluation", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO"]),

@@ -23,3 +23,7 @@ HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/interop_sd_convert.py --cli "$BIN" --f
 # --- SDS-CLIP fine-tune: the distilled CLIP (OUT/final) loaded by transformers CLIPModel.from_pretrained ------
 # (owner: SDSTraining; tools/interop_finetune.py).
 HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/interop_finetune.py --cli "$BIN"
+
+# --- CLIP export: `sdsclip export --layout hf|openclip` loaded by transformers and open_clip -----------------
+# (owner: export; tools/interop_export.py).
+HF_HUB_OFFLINE=1 "$VENV/bin/python" tools/interop_export.py --cli "$BIN"

@@ -11,9 +11,7 @@ steps with the demo teacher, then loads OUT/final with `transformers.CLIPModel.f
 Usage: interop_finetune.py --cli PATH/TO/sdsclip [--root REPO]
 Prints one line per check and `interop-finetune: N passed, M failed`; exit status 1 on any failure.
 """
-import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -21,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from interoplib import Checks  # noqa: E402
 from transformers import CLIPModel  # noqa: E402
 
 RELATIVE_TOLERANCE = 1e-5
@@ -28,23 +27,8 @@ TEXTS = ["a red circle left of a blue square", "a blue circle left of a red squa
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cli", required=True)
-    parser.add_argument("--root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    args = parser.parse_args()
-    root = os.path.abspath(args.root)
-    passed, failed = 0, 0
-
-    def check(name, ok, detail=""):
-        nonlocal passed, failed
-        print(f"{'ok  ' if ok else 'FAIL'} {name} {detail}")
-        passed, failed = passed + ok, failed + (not ok)
-
-    def run(*arguments):
-        result = subprocess.run([args.cli, *arguments], cwd=root, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            raise RuntimeError(f"sdsclip {' '.join(arguments)} failed:\n{result.stderr}")
-        return result
+    checks = Checks.from_command_line()
+    root, check, run = checks.root, checks.check, checks.run
 
     with tempfile.TemporaryDirectory() as tmp:
         data, out = os.path.join(tmp, "data"), os.path.join(tmp, "run")
@@ -86,8 +70,7 @@ def main():
         error = (ours - theirs).abs().max().item() / theirs.abs().max().item()
         check("text embeddings equal transformers'", error <= RELATIVE_TOLERANCE, f"relative {error:.2e}")
 
-    print(f"interop-finetune: {passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return checks.summary("interop-finetune")
 
 
 if __name__ == "__main__":

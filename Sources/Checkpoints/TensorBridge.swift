@@ -65,3 +65,38 @@ public enum CanonicalTensors {
         store.orderedRecords.map { NamedShape(renaming($0.name), $0.shape) }
     }
 }
+
+extension SafetensorsWriter.Tensor {
+    /// Float32 tensors written as one tensor of `shape`, their values one after another (a stack along
+    /// the first axis: OpenCLIP's fused q/k/v), cast to `dtype` block by block as the file is written,
+    /// so no converted copy of the model is ever held.
+    public init(name: String, shape: [Int], stacking parts: [Tensor], as dtype: DType) throws {
+        guard DTypeConversion.isFloat32Target(dtype) else {
+            throw WeightsError(.unsupported, file: "", at: "tensor '\(name)'", "cannot write Float32 values as \(dtype.rawValue)")
+        }
+        let total = parts.reduce(0) { $0 + $1.count }
+        guard total == shape.reduce(1, *) else {
+            throw WeightsError(.format, file: "", at: "tensor '\(name)'", "\(total) values do not fill shape \(shape)")
+        }
+        let size = dtype.byteSize
+        self.init(name: name, dtype: dtype, shape: shape, source: .producer { destination, byteOffset in
+            // The writer asks for whole elements (blocks are multiples of 4 MiB), in order.
+            var element = byteOffset / size
+            var written = 0
+            var partStart = 0
+            for part in parts {
+                let partEnd = partStart + part.count
+                defer { partStart = partEnd }
+                guard element < partEnd, written < destination.count else { continue }
+                let take = min(partEnd - element, (destination.count - written) / size)
+                try part.withUnsafeBufferPointer { values in
+                    let from = element - partStart
+                    try DTypeConversion.fromFloat32(UnsafeBufferPointer(rebasing: values[from..<(from + take)]), to: dtype,
+                                                    into: UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + take * size)]))
+                }
+                element += take
+                written += take * size
+            }
+        })
+    }
+}

@@ -16,14 +16,8 @@ struct ConvertCommand: ParsableCommand {
 
     enum OutputDType: String, ExpressibleByArgument, CaseIterable {
         case keep, f32, f16, bf16
-        var dtype: DType? {
-            switch self {
-            case .keep: return nil
-            case .f32: return .f32
-            case .f16: return .f16
-            case .bf16: return .bf16
-            }
-        }
+        /// nil keeps each tensor's dtype.
+        var dtype: DType? { FloatDTypeArgument(rawValue: rawValue)?.dtype }
     }
 
     @Argument(help: "The input: a weights file, a sharded index, or a folder.")

@@ -110,6 +110,68 @@ final class ManifestTests: XCTestCase {
         assertPlanMatches(CLIPLayout.openCLIPToHF(sources(rows)), rows)
     }
 
+    // MARK: Export rules (HF → OpenAI/OpenCLIP)
+
+    /// Forward then inverse gives back every original name and shape; each manifest row's HF tensor
+    /// is a source of its original tensor, q/k/v in the row order the manifest gives.
+    func assertExportRoundTrip(_ file: String, line: UInt = #line) throws {
+        let rows = try loadRows(file)
+        let original = sources(rows)
+        let originalShapes = Dictionary(original.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+        let forward = CLIPLayout.openCLIPToHF(original)
+        let canonical = try forward.mapped.map { mapped in
+            NamedShape(mapped.target, try XCTUnwrap(originalShapes[mapped.source].flatMap { mapped.transform.apply(to: $0) }))
+        }
+        let back = CLIPLayout.hfToOpenCLIP(canonical)
+        XCTAssertEqual(back.unknown, [], line: line)
+        XCTAssertTrue(back.incomplete.isEmpty, "\(back.incomplete)", line: line)
+        let canonicalShapes = Dictionary(canonical.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+        let exported = back.assembled.map { NamedShape($0.target, $0.assembly.shape(sourceShapes: canonicalShapes) ?? [-1]) }
+        XCTAssertEqual(exported.count, original.count, line: line)
+        XCTAssertEqual(Set(exported), Set(original), line: line)
+
+        let byTarget = Dictionary(back.assembled.map { ($0.target, $0.assembly) }, uniquingKeysWith: { a, _ in a })
+        for row in rows {
+            guard let hf = row.target, let assembly = byTarget[row.source] else {
+                XCTFail("\(row.source) is not exported", line: line)
+                continue
+            }
+            guard let slot = assembly.sources.firstIndex(of: hf) else {
+                XCTFail("\(row.source) is not made from \(hf)", line: line)
+                continue
+            }
+            switch (assembly, row.transform) {
+            case (.concatenatedRows(let parts), let transform?) where transform.hasPrefix("rows"):
+                let width = row.sourceShape[0] / parts.count
+                XCTAssertEqual(transform, "rows[\(slot * width):\((slot + 1) * width)]", "\(hf) in \(row.source)", line: line)
+            case (.single(_, let transform), let expected?):
+                XCTAssertEqual(transform.description, expected, "\(row.source)", line: line)
+            default:
+                XCTFail("\(row.source): \(assembly) does not match the manifest's \(row.transform ?? "none")", line: line)
+            }
+        }
+    }
+
+    func testExportRoundTripOpenAIViTB32() throws { try assertExportRoundTrip("clip_vit_b32_openai_to_hf.json") }
+    func testExportRoundTripOpenAIViTL14() throws { try assertExportRoundTrip("clip_vit_l14_openai_to_hf.json") }
+    func testExportRoundTripOpenCLIPViTH14() throws { try assertExportRoundTrip("clip_vit_h14_openclip_to_hf.json") }
+
+    func testExportReportsUnknownNamesAndIncompleteAttention() {
+        let plan = CLIPLayout.hfToOpenCLIP([
+            NamedShape("vision_model.encoder.layers.0.self_attn.q_proj.weight", [4, 4]),
+            NamedShape("vision_model.encoder.layers.0.self_attn.k_proj.weight", [4, 4]),
+            NamedShape("text_model.embeddings.position_ids", [1, 7]),
+            NamedShape("visual_projection.weight", [2, 4]),
+        ])
+        XCTAssertEqual(plan.unknown, ["text_model.embeddings.position_ids"])
+        XCTAssertEqual(plan.incomplete.map(\.target), ["visual.transformer.resblocks.0.attn.in_proj_weight"])
+        XCTAssertEqual(plan.incomplete.first?.missing, ["v_proj"])
+        XCTAssertEqual(plan.assembled, [AssembledTensor(target: "visual.proj", assembly: .single("visual_projection.weight", .transpose))])
+        XCTAssertEqual(plan.assembled[0].assembly.shape(sourceShapes: ["visual_projection.weight": [2, 4]]), [4, 2])
+        XCTAssertNil(TensorAssembly.concatenatedRows(["a", "b"]).shape(sourceShapes: ["a": [2, 3], "b": [2, 4]]),
+                     "parts must agree past the first axis")
+    }
+
     func testDerivedBuffersAreDroppedNotUnknown() {
         let plan = CLIPLayout.openCLIPToHF([NamedShape("input_resolution", []), NamedShape("context_length", []),
                                             NamedShape("vocab_size", []), NamedShape("bogus.weight", [3])])

@@ -123,6 +123,24 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(BPEVocabulary.byteSymbol(0x20), "\u{120}")
     }
 
+    /// The transformers files (vocab.json, merges.txt) are derived from these: the merges are the
+    /// file's lines 1…48,894 verbatim, and each merged token's text is its two parts joined.
+    func testHuggingFaceTokensAndMergeLines() throws {
+        let vocabulary = try tokenizer().vocabulary
+        let text = try Gunzip.decompress(Data(contentsOf: Self.vocabularyURL), path: "vocab")
+        let fileLines = String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        let merges = vocabulary.mergeLines
+        XCTAssertEqual(merges.count, BPEVocabulary.mergeCount)
+        XCTAssertEqual(merges, fileLines[1...BPEVocabulary.mergeCount].map(String.init))
+        let tokens = vocabulary.huggingFaceTokens
+        XCTAssertEqual(tokens.count, BPEVocabulary.size)
+        XCTAssertEqual(Set(tokens).count, tokens.count, "token texts are unique")
+        XCTAssertEqual([tokens[0], tokens[256], tokens[49406], tokens[49407]], ["!", "!</w>", "<|startoftext|>", "<|endoftext|>"])
+        for (rank, line) in merges.enumerated() {
+            XCTAssertEqual(tokens[512 + rank], line.replacingOccurrences(of: " ", with: ""), "merge \(rank)")
+        }
+    }
+
     func testBundledAndEnvironmentVocabulary() throws {
         let bundled = try CLIPTokenizer()
         XCTAssertEqual(bundled.encode("a photo of a cat"), [320, 1125, 539, 320, 2368])

@@ -24,6 +24,8 @@ public struct LoadedCLIP {
     public let configurationSource: String
     /// Facts worth telling the user (e.g. an activation chosen by table).
     public let notes: [String]
+    /// The weight files read (several for a sharded checkpoint).
+    public let weightFiles: [String]
 }
 
 /// A CLIP text tower ready to run (a standalone text encoder, or the text half of a full CLIP).
@@ -66,10 +68,15 @@ public enum CLIPLoader {
     static let configurationNames = ["config.json", "open_clip_config.json"]
 
     static func siblingConfiguration(for path: String) -> String? {
+        let folder = URL(fileURLWithPath: folder(of: path))
+        return configurationNames.map { folder.appendingPathComponent($0).path }.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// The folder a model path stands for: the path itself when it is a folder, else the file's folder.
+    static func folder(of path: String) -> String {
         var isDirectory: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-        let folder = isDirectory.boolValue ? URL(fileURLWithPath: path) : URL(fileURLWithPath: path).deletingLastPathComponent()
-        return configurationNames.map { folder.appendingPathComponent($0).path }.first { FileManager.default.fileExists(atPath: $0) }
+        return isDirectory.boolValue ? path : URL(fileURLWithPath: path).deletingLastPathComponent().path
     }
 
     /// The plan from stored names and shapes. A `module.` (DataParallel) prefix on every name is removed;
@@ -146,7 +153,8 @@ public enum CLIPLoader {
         } catch let error as ModelError {
             throw CheckpointError(file: file, "\(error) (configuration from \(source))")
         }
-        return LoadedCLIP(model: model, layout: planned.layout, format: store.format, configurationSource: source, notes: notes)
+        return LoadedCLIP(model: model, layout: planned.layout, format: store.format, configurationSource: source, notes: notes,
+                          weightFiles: store.sources)
     }
 
     /// Loads a CLIP text tower: a standalone `CLIPTextModel` / `CLIPTextModelWithProjection` (keys with

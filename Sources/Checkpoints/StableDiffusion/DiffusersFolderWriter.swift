@@ -153,24 +153,21 @@ public enum DiffusersFolderWriter {
         ])
     }
 
-    /// Writes every file under `<output>.partial-<uuid>` and renames the folder into place.
+    /// Writes every file in a folder beside `output` and renames it into place (`AtomicFolder`; an
+    /// existing `output` was checked to be empty).
     static func writeFolder(_ files: [(relativePath: String, bytes: [UInt8]?, tensors: [SafetensorsWriter.Tensor]?)], to output: String) throws {
-        let fileManager = FileManager.default
-        let target = URL(fileURLWithPath: output)
-        let staging = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).partial-\(UUID().uuidString)")
+        let exported = files.map { file in
+            ExportedFile(file.relativePath, file.tensors.map { .tensors($0, metadata: ["format": "pt"]) } ?? .bytes(file.bytes ?? []))
+        }
         do {
-            for file in files {
-                let url = staging.appendingPathComponent(file.relativePath)
-                try fileManager.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                if let bytes = file.bytes { try AtomicFile.write(bytes, to: url.path) }
-                if let tensors = file.tensors { try SafetensorsWriter.write(tensors, metadata: ["format": "pt"], to: url.path) }
+            try AtomicFolder.write(to: output, existing: .replace) { staging in
+                for file in exported { try file.write(into: staging) }
             }
-            if fileManager.fileExists(atPath: output) { try fileManager.removeItem(at: target) }   // known empty
-            try fileManager.moveItem(at: staging, to: target)
+        } catch let error as CheckpointError {
+            throw error
+        } catch let error as WeightsError {
+            throw error
         } catch {
-            try? fileManager.removeItem(at: staging)
-            if let error = error as? CheckpointError { throw error }
-            if let error = error as? WeightsError { throw error }
             throw CheckpointError(file: output, "could not write the diffusers folder: \(error.localizedDescription)")
         }
     }

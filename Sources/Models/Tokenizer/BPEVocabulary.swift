@@ -88,6 +88,22 @@ public struct BPEVocabulary: Sendable {
         self.tokenTexts = tokenTexts
     }
 
+    /// Every token's text in id order as transformers' `CLIPTokenizer` spells it in `vocab.json`
+    /// (byte symbols, "</w>" word ends, merged tokens, then "<|startoftext|>" and "<|endoftext|>").
+    public var huggingFaceTokens: [String] {
+        tokenTexts.dropLast(2) + ["<|startoftext|>", "<|endoftext|>"]
+    }
+
+    /// The merges in rank order as lines of a merges file ("left right"), without the version header.
+    public var mergeLines: [String] {
+        var lines = [String](repeating: "", count: mergeRanks.count)
+        for (pair, rank) in mergeRanks {
+            let left = Int(UInt32(truncatingIfNeeded: pair >> 32)), right = Int(UInt32(truncatingIfNeeded: pair))
+            lines[Int(rank)] = tokenTexts[left] + " " + tokenTexts[right]
+        }
+        return lines
+    }
+
     /// `bytes_to_unicode` key order: printable Latin-1 first, then the other 68 bytes.
     static func bytesToUnicodeOrder() -> [UInt8] {
         let all = (0...255).map { UInt8($0) }

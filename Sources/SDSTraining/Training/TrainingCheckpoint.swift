@@ -74,7 +74,7 @@ public struct TrainingCheckpoint {
             try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
                 .write(to: URL(fileURLWithPath: (partial as NSString).appendingPathComponent(Self.stateFile)), options: .atomic)
             // A re-run of a step after a resume replaces that step's older checkpoint.
-            try FinishedFolder.move(partial, to: final)
+            try AtomicFolder.move(partial, to: final)
         } catch {
             try? manager.removeItem(atPath: partial)
             throw error
@@ -142,21 +142,6 @@ public struct TrainingCheckpoint {
                                                 secondMoment: try Tensor(record: second, file: optimizerPath))
         }
         return TrainingCheckpoint(progress: progress, configuration: configuration, tensors: tensors, optimizerStates: states)
-    }
-}
-
-/// Puts a completely written folder in place of another, which only this tool wrote (a checkpoint
-/// of the same step, an earlier `final/`): the old one is first renamed aside, so a kill at any
-/// moment leaves one complete folder under one of the two names.
-enum FinishedFolder {
-    static func move(_ built: String, to destination: String) throws {
-        let manager = FileManager.default
-        guard manager.fileExists(atPath: destination) else { return try manager.moveItem(atPath: built, toPath: destination) }
-        let parent = (destination as NSString).deletingLastPathComponent
-        let old = (parent as NSString).appendingPathComponent(".\((destination as NSString).lastPathComponent).old-\(getpid())")
-        try manager.moveItem(atPath: destination, toPath: old)
-        try manager.moveItem(atPath: built, toPath: destination)
-        try? manager.removeItem(atPath: old)
     }
 }
 
