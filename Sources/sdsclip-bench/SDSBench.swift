@@ -12,7 +12,8 @@ import Tensors
 // One step = zeroGrad, SDSStep.run (L_CLIP + λ·L_SDS, UNet micro-batches of MICRO samples, default 1),
 // AdamW step (OptimizerSettings defaults). Inputs: random pixels [B, 3, 224, 224], ModelBench's token
 // rows (7–26 real tokens), random teacher states [B, 77, 768] (as the trainer caches them), noise
-// [B, 4, S, S], fixed timesteps. Timed: best of REPEATS after one warm-up step. Threads: SDSCLIP_THREADS.
+// [B, 4, S, S], fixed timesteps. Timed: best of REPEATS after one warm-up step (wall seconds, and the
+// process CPU seconds of that step). Threads: SDSCLIP_THREADS.
 enum SDSBench {
     static let usage = "sds-step full|sds BATCH [REPEATS] [LATENT_SIDE] [MICRO_BATCH]"
 
@@ -32,14 +33,14 @@ enum SDSBench {
 
             let (step, optimizer, inputs) = try build(gradient: gradient, batch: batch, side: side, microBatch: micro)
             var losses: SDSLosses?
-            let seconds = try bestTime(repeats: repeats) {
+            let time = try TensorBench.measure(repeats: repeats) {
                 optimizer.zeroGrad()
                 losses = try step.run(inputs)
                 try optimizer.step()
             }
             let mapGradient = step.latentMap.weight.grad?.withUnsafeBufferPointer(StableDiffusionBench.sumOfMagnitudes) ?? .nan
             report(["case": "sds-step", "gradient": gradient.rawValue, "batch": batch, "latent": [batch, 4, side, side],
-                    "micro_batch": micro, "seconds": seconds, "repeats": repeats,
+                    "micro_batch": micro, "seconds": time.wall, "cpu_seconds": time.cpu, "repeats": repeats,
                     "loss_clip": Double(losses?.clip ?? .nan), "loss_sds": Double(losses?.sds ?? .nan), "checksum": Double(mapGradient),
                     "trainable": optimizer.parameters.reduce(0) { $0 + $1.value.count },
                     "peak_rss_bytes": peakResidentBytes(), "threads": Threading.threadCount])

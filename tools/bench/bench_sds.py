@@ -26,7 +26,9 @@ Every measurement runs in its own process (Swift: the sdsclip-bench release bina
 count on both sides (default 2): SDSCLIP_THREADS=N OPENBLAS_NUM_THREADS=N for Swift, torch.set_num_threads(N)
 and OMP_NUM_THREADS=N for torch. Each figure is the best of R timed steps after one warm-up step; with --runs K
 every case is measured K times per side (alternating sides) and the table shows the best and the spread.
-The load average is printed before and after.
+The load average is printed before and after; each run's log line also gives the process CPU seconds of the
+timed step (about threads × wall when the cores were free; torch's OpenMP workers spin, so its CPU time
+includes waiting).
 
 Run (from the repository root):
     HF_HUB_OFFLINE=1 .pyref/bin/python tools/bench/bench_sds.py [--threads 2] [--repeats 2] [--runs 1]
@@ -185,13 +187,15 @@ def torch_case(gradient, batch, side, repeats, threads, micro=1):
         losses.update(loss_clip=loss_clip.item(), loss_sds=loss_sds)
 
     step()  # warm-up
-    best = float("inf")
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         step()
-        best = min(best, time.perf_counter() - start)
+        wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        if wall < best:
+            best, best_cpu = wall, cpu
     print(json.dumps({"case": "sds-step", "gradient": gradient, "batch": batch, "latent": [batch, 4, side, side],
-                      "seconds": best, "repeats": repeats, **losses,
+                      "seconds": best, "cpu_seconds": best_cpu, "repeats": repeats, **losses,
                       "checksum": latent_map.weight.grad.abs().sum().item(),
                       "trainable": sum(p.numel() for g in groups for p in g["params"]),
                       "peak_rss_bytes": peak_rss_bytes(), "threads": torch.get_num_threads(),
@@ -244,7 +248,7 @@ def main():
                 else:
                     m = run_torch(gradient, batch, args.latent, args.repeats, args.threads)
                 results.setdefault((gradient, batch, side), []).append(m)
-                print(f"run {run + 1}: {gradient}:{batch} {side} {m['seconds']:.2f} s, "
+                print(f"run {run + 1}: {gradient}:{batch} {side} {m['seconds']:.2f} s (CPU {m['cpu_seconds']:.1f} s), "
                       f"{m['peak_rss_bytes'] / GIB:.2f} GiB, L_CLIP {m['loss_clip']:.4f} L_SDS {m['loss_sds']:.4f} "
                       f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr)
     load_after = os.getloadavg()
