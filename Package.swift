@@ -50,7 +50,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "sdsclip-bench", dependencies: ["WeightsIO", "Tensors", "Models", "Checkpoints", "Imaging"],
+        .executableTarget(name: "sdsclip-bench", dependencies: ["WeightsIO", "Tensors", "Models", "Checkpoints", "Imaging", "SDSTraining"],
                           path: "Sources/sdsclip-bench"),
 
         .testTarget(name: "WeightsIOTests", dependencies: ["WeightsIO"]),

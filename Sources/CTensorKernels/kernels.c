@@ -393,7 +393,7 @@ static inline void scores_block(const float *q, ptrdiff_t ldq, const float *pane
 }
 
 __attribute__((target("avx2,fma")))
-static void scores_avx2(const float *q, ptrdiff_t ldq, const float *packed, float *scores,
+static void scores_avx2(const float *q, ptrdiff_t ldq, const float *packed, float *scores, ptrdiff_t lds,
                         ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth, float alpha) {
     const __m256 a = _mm256_set1_ps(alpha);
     float tail[6 * 16];
@@ -403,67 +403,78 @@ static void scores_avx2(const float *q, ptrdiff_t ldq, const float *packed, floa
         for (ptrdiff_t i = 0; i < rows; i += 6) {
             int block = rows - i >= 6 ? 6 : (int)(rows - i);
             if (full) {
-                scores_block(q + i * ldq, ldq, panel, scores + i * keys + j, keys, depth, a, block);
+                scores_block(q + i * ldq, ldq, panel, scores + i * lds + j, lds, depth, a, block);
             } else {   // ragged last panel: compute 16 columns into a buffer, keep the real ones
                 scores_block(q + i * ldq, ldq, panel, tail, 16, depth, a, block);
                 for (int r = 0; r < block; r++)
-                    for (ptrdiff_t t = 0; t < keys - j; t++) scores[(i + r) * keys + j + t] = tail[r * 16 + t];
+                    for (ptrdiff_t t = 0; t < keys - j; t++) scores[(i + r) * lds + j + t] = tail[r * 16 + t];
             }
         }
     }
 }
 
-// Values: out rows (+)= p[i, j] · v[j, :] over one block of keys, in register blocks of ROWS rows ×
-// VECS·8 columns (accumulators + one row of v + a broadcast fit the 16 ymm registers). The caller walks
-// the keys in blocks whose rows of v fit L1, so v is read from L1 by every row block.
-#define VALUES_BLOCK(ROWS, VECS)                                                                         \
+// Products: out rows (+)= Σ_j a[i, j] · b[j, :], with a read through strides (a[i·rs + j·cs]: row-major
+// probabilities for attention's P·V, or transposed ones for Pᵀ·dO), in register blocks of ROWS rows ×
+// VECS·8 columns (accumulators + one row of b + a broadcast fit the 16 ymm registers). The caller walks
+// the inner index in blocks whose rows of b fit L1, so b is read from L1 by every row block.
+#define PRODUCTS_BLOCK(ROWS, VECS)                                                                       \
 __attribute__((target("avx2,fma")))                                                                    \
-static inline void values_block_##ROWS##x##VECS(const float *p, ptrdiff_t ldp, const float *v, ptrdiff_t ldv, \
-                                                float *out, ptrdiff_t ldo, ptrdiff_t keys, int accumulate) { \
+static inline void products_block_##ROWS##x##VECS(const float *a, ptrdiff_t rs, ptrdiff_t cs,           \
+                                                  const float *b, ptrdiff_t ldb, float *out, ptrdiff_t ldo, \
+                                                  ptrdiff_t inner, int accumulate) {                    \
     __m256 acc[ROWS][VECS];                                                                            \
     for (int r = 0; r < ROWS; r++) for (int c = 0; c < VECS; c++)                                      \
         acc[r][c] = accumulate ? _mm256_loadu_ps(out + r * ldo + 8 * c) : _mm256_setzero_ps();         \
-    for (ptrdiff_t j = 0; j < keys; j++) {                                                             \
-        __m256 vv[VECS];                                                                               \
-        for (int c = 0; c < VECS; c++) vv[c] = _mm256_loadu_ps(v + j * ldv + 8 * c);                   \
+    for (ptrdiff_t j = 0; j < inner; j++) {                                                            \
+        __m256 bv[VECS];                                                                               \
+        for (int c = 0; c < VECS; c++) bv[c] = _mm256_loadu_ps(b + j * ldb + 8 * c);                   \
         for (int r = 0; r < ROWS; r++) {                                                               \
-            __m256 b = _mm256_broadcast_ss(p + r * ldp + j);                                           \
-            for (int c = 0; c < VECS; c++) acc[r][c] = _mm256_fmadd_ps(b, vv[c], acc[r][c]);           \
+            __m256 x = _mm256_broadcast_ss(a + r * rs + j * cs);                                       \
+            for (int c = 0; c < VECS; c++) acc[r][c] = _mm256_fmadd_ps(x, bv[c], acc[r][c]);           \
         }                                                                                              \
     }                                                                                                  \
     for (int r = 0; r < ROWS; r++) for (int c = 0; c < VECS; c++)                                      \
         _mm256_storeu_ps(out + r * ldo + 8 * c, acc[r][c]);                                            \
 }
-VALUES_BLOCK(2, 5)
-VALUES_BLOCK(1, 5)
-VALUES_BLOCK(2, 4)
-VALUES_BLOCK(1, 4)
-VALUES_BLOCK(3, 3)
-VALUES_BLOCK(1, 3)
-VALUES_BLOCK(6, 2)
-VALUES_BLOCK(1, 2)
-VALUES_BLOCK(6, 1)
-VALUES_BLOCK(1, 1)
+PRODUCTS_BLOCK(2, 5)
+PRODUCTS_BLOCK(1, 5)
+PRODUCTS_BLOCK(2, 4)
+PRODUCTS_BLOCK(1, 4)
+PRODUCTS_BLOCK(3, 3)
+PRODUCTS_BLOCK(1, 3)
+PRODUCTS_BLOCK(6, 2)
+PRODUCTS_BLOCK(1, 2)
+PRODUCTS_BLOCK(6, 1)
+PRODUCTS_BLOCK(1, 1)
 
 __attribute__((target("avx2,fma")))
-static void values_avx2(const float *p, const float *v, float *out, ptrdiff_t ldo,
-                        ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth) {
-    // Keys per block: its rows of v take at most 16 KB of L1.
-    ptrdiff_t keyBlock = 4096 / depth < 16 ? 16 : 4096 / depth;
-    for (ptrdiff_t k0 = 0; k0 < keys; k0 += keyBlock) {
-        ptrdiff_t kn = keys - k0 < keyBlock ? keys - k0 : keyBlock;
-        int accumulate = k0 > 0;
-        const float *pk = p + k0, *vk = v + k0 * depth;
-        // Column strips of 40, 32, 24, 16 or 8 (depth is a multiple of 8 here), each over all rows.
+static void products_avx2(const float *a, ptrdiff_t rs, ptrdiff_t cs, const float *b, ptrdiff_t ldb,
+                          float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t inner, ptrdiff_t depth, int accumulate) {
+    // Inner block: its rows of b take at most 16 KB of L1.
+    ptrdiff_t innerBlock = 4096 / depth < 16 ? 16 : 4096 / depth;
+    ptrdiff_t vectorDepth = depth & ~(ptrdiff_t)7;
+    for (ptrdiff_t k0 = 0; k0 < inner; k0 += innerBlock) {
+        ptrdiff_t kn = inner - k0 < innerBlock ? inner - k0 : innerBlock;
+        int add = accumulate || k0 > 0;
+        const float *ak = a + k0 * cs, *bk = b + k0 * ldb;
+        // The last depth % 8 columns one by one.
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            for (ptrdiff_t c = vectorDepth; c < depth; c++) {
+                float total = add ? out[i * ldo + c] : 0;
+                for (ptrdiff_t j = 0; j < kn; j++) total += ak[i * rs + j * cs] * bk[j * ldb + c];
+                out[i * ldo + c] = total;
+            }
+        }
+        // Column strips of 40, 32, 24, 16 or 8, each over all rows.
         ptrdiff_t c = 0;
-        while (c < depth) {
-            ptrdiff_t width = depth - c == 40 ? 40 : (depth - c >= 32 ? 32 : depth - c);
-            const float *vc = vk + c;
+        while (c < vectorDepth) {
+            ptrdiff_t width = vectorDepth - c == 40 ? 40 : (vectorDepth - c >= 32 ? 32 : vectorDepth - c);
+            const float *bc = bk + c;
             float *oc = out + c;
             ptrdiff_t i = 0;
 #define STRIP(ROWS, VECS) \
-            for (; i + ROWS <= rows; i += ROWS) values_block_##ROWS##x##VECS(pk + i * keys, keys, vc, depth, oc + i * ldo, ldo, kn, accumulate); \
-            for (; i < rows; i++) values_block_1x##VECS(pk + i * keys, keys, vc, depth, oc + i * ldo, ldo, kn, accumulate);
+            for (; i + ROWS <= rows; i += ROWS) products_block_##ROWS##x##VECS(ak + i * rs, rs, cs, bc, ldb, oc + i * ldo, ldo, kn, add); \
+            for (; i < rows; i++) products_block_1x##VECS(ak + i * rs, rs, cs, bc, ldb, oc + i * ldo, ldo, kn, add);
             switch (width) {
             case 40: STRIP(2, 5) break;
             case 32: STRIP(2, 4) break;
@@ -477,28 +488,282 @@ static void values_avx2(const float *p, const float *v, float *out, ptrdiff_t ld
     }
 }
 
-static int force_baseline = 0;
+// dS rows of attention's backward: d[j] = scale · p[j] · (d[j] − Σ_k p[k]·d[k]).
+__attribute__((target("avx2,fma")))
+static void softmax_backward_avx2(const float *p, float *d, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t keys, float scale) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *pr = p + r * ld;
+        float *dr = d + r * ld;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+        ptrdiff_t j = 0;
+        for (; j + 16 <= keys; j += 16) {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pr + j), _mm256_loadu_ps(dr + j), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pr + j + 8), _mm256_loadu_ps(dr + j + 8), s1);
+        }
+        float tail = 0;
+        for (; j < keys; j++) tail += pr[j] * dr[j];
+        float dot = hsum8(_mm256_add_ps(s0, s1)) + tail;
+        const __m256 dv = _mm256_set1_ps(dot), sv = _mm256_set1_ps(scale);
+        for (j = 0; j + 8 <= keys; j += 8) {
+            __m256 x = _mm256_mul_ps(_mm256_loadu_ps(pr + j), _mm256_sub_ps(_mm256_loadu_ps(dr + j), dv));
+            _mm256_storeu_ps(dr + j, _mm256_mul_ps(x, sv));
+        }
+        for (; j < keys; j++) dr[j] = scale * (pr[j] * (dr[j] - dot));
+    }
+}
 
-static int has_avx2(void) {
+// ---- AVX-512 builds (16 lanes, 32 registers; masked stores for ragged edges) ----
+#define AVX512 __attribute__((target("avx2,fma,avx512f")))
+
+AVX512
+static inline __m512 exp16(__m512 x) {
+    const __m512 low = _mm512_set1_ps(EXP_LOW);
+    __m512 c = _mm512_min_ps(_mm512_max_ps(x, low), _mm512_set1_ps(EXP_HIGH));
+    const __m512 magic = _mm512_set1_ps(ROUND_MAGIC);
+    __m512 shifted = _mm512_fmadd_ps(c, _mm512_set1_ps(LOG2E), magic);
+    __m512 n = _mm512_sub_ps(shifted, magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), c);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 poly = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(shifted),
+                                                                       _mm512_set1_epi32(0x4B400000)),
+                                                      _mm512_set1_epi32(127)), 23);
+    __m512 result = _mm512_mul_ps(poly, _mm512_castsi512_ps(bits));
+    // x < −87.3 (including −∞) → exactly 0.
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, low, _CMP_NLT_UQ), result);
+}
+
+AVX512
+static float row_max_avx512(const float *row, ptrdiff_t n) {
+    __m512 a = _mm512_set1_ps(-INFINITY), b = a;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a = _mm512_max_ps(a, _mm512_loadu_ps(row + i));
+        b = _mm512_max_ps(b, _mm512_loadu_ps(row + i + 16));
+    }
+    for (; i + 16 <= n; i += 16) a = _mm512_max_ps(a, _mm512_loadu_ps(row + i));
+    float lanes[16];
+    _mm512_storeu_ps(lanes, _mm512_max_ps(a, b));
+    float m = -INFINITY;
+    for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
+    for (; i < n; i++) m = row[i] > m ? row[i] : m;
+    return m;
+}
+
+AVX512
+static float exp_shifted_sum_avx512(float *row, ptrdiff_t n, float shift) {
+    const __m512 s = _mm512_set1_ps(shift);
+    __m512 sumA = _mm512_setzero_ps(), sumB = sumA;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 ea = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), s));
+        __m512 eb = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i + 16), s));
+        _mm512_storeu_ps(row + i, ea);
+        _mm512_storeu_ps(row + i + 16, eb);
+        sumA = _mm512_add_ps(sumA, ea);
+        sumB = _mm512_add_ps(sumB, eb);
+    }
+    if (i < n) {   // the last 1…31 elements in at most two masked vectors
+        for (int half = 0; half < 2 && i < n; half++, i += 16) {
+            ptrdiff_t left = n - i;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + i), s));
+            _mm512_mask_storeu_ps(row + i, m, e);
+            sumA = _mm512_add_ps(sumA, _mm512_maskz_mov_ps(m, e));
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(sumA, sumB));
+}
+
+// Scores: up to 8 rows × 32 keys (two packed 16-key panels) per register block: 16 accumulators, the
+// two panel rows and the query broadcasts. Each score is the same sequential FMA chain over d as in
+// the AVX2 build, so both give identical scores.
+AVX512 __attribute__((always_inline))
+static inline void scores_block_avx512(const float *q, ptrdiff_t ldq, const float *panel, ptrdiff_t depth,
+                                       float *s, ptrdiff_t lds, __m512 alpha, int rows, const int panels,
+                                       __mmask16 m0, __mmask16 m1) {
+    __m512 c[8][2];
+    const float *qr[8];
+    for (int r = 0; r < 8; r++) {
+        c[r][0] = _mm512_setzero_ps(); c[r][1] = c[r][0];
+        qr[r] = q + (r < rows ? r : 0) * ldq;   // rows past the block repeat row 0 and are not stored
+    }
+    const float *k0 = panel, *k1 = panel + depth * 16;
+    for (ptrdiff_t d = 0; d < depth; d++) {
+        __m512 a0 = _mm512_loadu_ps(k0 + d * 16);
+        __m512 a1 = panels > 1 ? _mm512_loadu_ps(k1 + d * 16) : a0;
+        for (int r = 0; r < 8; r++) {
+            __m512 x = _mm512_set1_ps(qr[r][d]);
+            c[r][0] = _mm512_fmadd_ps(x, a0, c[r][0]);
+            if (panels > 1) c[r][1] = _mm512_fmadd_ps(x, a1, c[r][1]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm512_mask_storeu_ps(s + r * lds, m0, _mm512_mul_ps(c[r][0], alpha));
+        if (panels > 1) _mm512_mask_storeu_ps(s + r * lds + 16, m1, _mm512_mul_ps(c[r][1], alpha));
+    }
+}
+
+AVX512
+static void scores_avx512(const float *q, ptrdiff_t ldq, const float *packed, float *scores, ptrdiff_t lds,
+                          ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth, float alpha) {
+    const __m512 a = _mm512_set1_ps(alpha);
+    for (ptrdiff_t j = 0; j < keys; j += 32) {
+        const float *panel = packed + (j / 16) * depth * 16;
+        ptrdiff_t width = keys - j < 32 ? keys - j : 32;
+        __mmask16 m0 = width >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
+        __mmask16 m1 = width >= 32 ? (__mmask16)0xFFFF : (width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0);
+        for (ptrdiff_t i = 0; i < rows; i += 8) {
+            int block = rows - i >= 8 ? 8 : (int)(rows - i);
+            if (width > 16)
+                scores_block_avx512(q + i * ldq, ldq, panel, depth, scores + i * lds + j, lds, a, block, 2, m0, m1);
+            else
+                scores_block_avx512(q + i * ldq, ldq, panel, depth, scores + i * lds + j, lds, a, block, 1, m0, 0);
+        }
+    }
+}
+
+// Products (see the AVX2 build): ROWS rows × VECS vectors of 16 columns, the last vector masked to the
+// strip's width, so any depth works. Blocks: 8×1, 8×2, 8×3 (SD's head depth 40), 6×4, 5×5.
+AVX512 __attribute__((always_inline))
+static inline void products_block_avx512(const float *a, ptrdiff_t rs, ptrdiff_t cs, const float *b, ptrdiff_t ldb,
+                                         float *out, ptrdiff_t ldo, ptrdiff_t inner, int accumulate,
+                                         const int ROWS, const int VECS, __mmask16 last) {
+    __m512 acc[8][5];
+    for (int r = 0; r < ROWS; r++) for (int c = 0; c < VECS; c++) {
+        __mmask16 m = c == VECS - 1 ? last : (__mmask16)0xFFFF;
+        acc[r][c] = accumulate ? _mm512_maskz_loadu_ps(m, out + r * ldo + 16 * c) : _mm512_setzero_ps();
+    }
+    for (ptrdiff_t j = 0; j < inner; j++) {
+        __m512 bv[5];
+        for (int c = 0; c < VECS; c++)
+            bv[c] = _mm512_maskz_loadu_ps(c == VECS - 1 ? last : (__mmask16)0xFFFF, b + j * ldb + 16 * c);
+        for (int r = 0; r < ROWS; r++) {
+            __m512 x = _mm512_set1_ps(a[r * rs + j * cs]);
+            for (int c = 0; c < VECS; c++) acc[r][c] = _mm512_fmadd_ps(x, bv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < ROWS; r++) for (int c = 0; c < VECS; c++)
+        _mm512_mask_storeu_ps(out + r * ldo + 16 * c, c == VECS - 1 ? last : (__mmask16)0xFFFF, acc[r][c]);
+}
+
+#define PRODUCTS_512(ROWS, VECS)                                                                         \
+AVX512 static void products_512_##ROWS##x##VECS(const float *a, ptrdiff_t rs, ptrdiff_t cs, const float *b, \
+        ptrdiff_t ldb, float *out, ptrdiff_t ldo, ptrdiff_t inner, int accumulate, __mmask16 last) {   \
+    products_block_avx512(a, rs, cs, b, ldb, out, ldo, inner, accumulate, ROWS, VECS, last);           \
+}
+PRODUCTS_512(8, 1)
+PRODUCTS_512(1, 1)
+PRODUCTS_512(8, 2)
+PRODUCTS_512(1, 2)
+PRODUCTS_512(8, 3)
+PRODUCTS_512(1, 3)
+PRODUCTS_512(6, 4)
+PRODUCTS_512(1, 4)
+PRODUCTS_512(5, 5)
+PRODUCTS_512(1, 5)
+
+AVX512
+static void products_avx512(const float *a, ptrdiff_t rs, ptrdiff_t cs, const float *b, ptrdiff_t ldb,
+                            float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t inner, ptrdiff_t depth, int accumulate) {
+    // Inner block: its rows of one strip of b take at most 16 KB of L1.
+    ptrdiff_t stripWidth = depth < 80 ? depth : 80;
+    ptrdiff_t innerBlock = 4096 / stripWidth < 16 ? 16 : 4096 / stripWidth;
+    for (ptrdiff_t k0 = 0; k0 < inner; k0 += innerBlock) {
+        ptrdiff_t kn = inner - k0 < innerBlock ? inner - k0 : innerBlock;
+        int add = accumulate || k0 > 0;
+        const float *ak = a + k0 * cs, *bk = b + k0 * ldb;
+        // Column strips of up to 80 (five vectors); the strip's last vector is masked.
+        for (ptrdiff_t c = 0; c < depth; c += 80) {
+            ptrdiff_t width = depth - c < 80 ? depth - c : 80;
+            int vecs = (int)((width + 15) / 16);
+            __mmask16 last = width % 16 == 0 ? (__mmask16)0xFFFF : (__mmask16)((1u << (width % 16)) - 1);
+            const float *bc = bk + c;
+            float *oc = out + c;
+            ptrdiff_t i = 0;
+#define STRIP(ROWS, VECS) \
+            for (; i + ROWS <= rows; i += ROWS) products_512_##ROWS##x##VECS(ak + i * rs, rs, cs, bc, ldb, oc + i * ldo, ldo, kn, add, last); \
+            for (; i < rows; i++) products_512_1x##VECS(ak + i * rs, rs, cs, bc, ldb, oc + i * ldo, ldo, kn, add, last);
+            switch (vecs) {
+            case 5: STRIP(5, 5) break;
+            case 4: STRIP(6, 4) break;
+            case 3: STRIP(8, 3) break;
+            case 2: STRIP(8, 2) break;
+            default: STRIP(8, 1) break;
+            }
+#undef STRIP
+        }
+    }
+}
+
+AVX512
+static void softmax_backward_avx512(const float *p, float *d, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t keys, float scale) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *pr = p + r * ld;
+        float *dr = d + r * ld;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+        ptrdiff_t j = 0;
+        for (; j + 32 <= keys; j += 32) {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pr + j), _mm512_loadu_ps(dr + j), s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(pr + j + 16), _mm512_loadu_ps(dr + j + 16), s1);
+        }
+        float tail = 0;
+        for (; j < keys; j++) tail += pr[j] * dr[j];
+        float dot = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) + tail;
+        const __m512 dv = _mm512_set1_ps(dot), sv = _mm512_set1_ps(scale);
+        for (j = 0; j < keys; j += 16) {
+            ptrdiff_t left = keys - j;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, pr + j), _mm512_sub_ps(_mm512_maskz_loadu_ps(m, dr + j), dv));
+            _mm512_mask_storeu_ps(dr + j, m, _mm512_mul_ps(x, sv));
+        }
+    }
+}
+
+// The widest build the CPU supports (0 baseline, 1 AVX2+FMA, 2 AVX-512F), capped for tests.
+static int level_cap = 2;
+
+static int detected_level(void) {
     static int cached = -1;   // benign race: every thread computes the same value
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        cached = avx2 ? (__builtin_cpu_supports("avx512f") ? 2 : 1) : 0;
     }
-    return cached && !force_baseline;
+    return cached;
 }
 
-void sds_kernels_force_baseline(int on) { force_baseline = on != 0; }
+static int level(void) {
+    int detected = detected_level();
+    return detected < level_cap ? detected : level_cap;
+}
+
+static int has_avx2(void) { return level() >= 1; }
+static int has_avx512(void) { return level() >= 2; }
+
+void sds_kernels_force_baseline(int on) { level_cap = on ? 0 : 2; }
+void sds_kernels_cap_level(int cap) { level_cap = cap < 0 ? 0 : (cap > 2 ? 2 : cap); }
+int sds_kernels_level(void) { return level(); }
 #else
 static int has_avx2(void) { return 0; }
+static int has_avx512(void) { return 0; }
 
 void sds_kernels_force_baseline(int on) { (void)on; }
+void sds_kernels_cap_level(int cap) { (void)cap; }
+int sds_kernels_level(void) { return 0; }
 #endif
 
 int sds_kernels_use_avx2(void) { return has_avx2(); }
 
 float sds_row_max(const float *row, ptrdiff_t n) {
 #ifdef SDS_X86
+    if (has_avx512()) return row_max_avx512(row, n);
     if (has_avx2()) return row_max_avx2(row, n);
 #endif
     return row_max_base(row, n);
@@ -506,25 +771,54 @@ float sds_row_max(const float *row, ptrdiff_t n) {
 
 float sds_exp_shifted_sum(float *row, ptrdiff_t n, float shift) {
 #ifdef SDS_X86
+    if (has_avx512()) return exp_shifted_sum_avx512(row, n, shift);
     if (has_avx2()) return exp_shifted_sum_avx2(row, n, shift);
 #endif
     return exp_shifted_sum_base(row, n, shift);
 }
 
-int sds_attention_scores(const float *q, ptrdiff_t ldq, const float *kT, float *scores,
+int sds_attention_scores(const float *q, ptrdiff_t ldq, const float *kT, float *scores, ptrdiff_t lds,
                          ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth, float alpha) {
 #ifdef SDS_X86
-    if (has_avx2()) { scores_avx2(q, ldq, kT, scores, rows, keys, depth, alpha); return 1; }
+    if (has_avx512()) { scores_avx512(q, ldq, kT, scores, lds, rows, keys, depth, alpha); return 1; }
+    if (has_avx2()) { scores_avx2(q, ldq, kT, scores, lds, rows, keys, depth, alpha); return 1; }
 #endif
     return 0;
 }
 
-int sds_attention_values(const float *p, const float *v, float *out, ptrdiff_t ldo,
+int sds_attention_values(const float *p, ptrdiff_t ldp, const float *v, float *out, ptrdiff_t ldo,
                          ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth) {
+    if (depth % 8 != 0) return 0;
+    return sds_accumulate_products(p, ldp, 1, v, depth, out, ldo, rows, keys, depth, 0);
+}
+
+int sds_accumulate_products(const float *a, ptrdiff_t rowStride, ptrdiff_t innerStride, const float *b, ptrdiff_t ldb,
+                            float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t inner, ptrdiff_t depth, int accumulate) {
 #ifdef SDS_X86
-    if (has_avx2() && depth % 8 == 0) { values_avx2(p, v, out, ldo, rows, keys, depth); return 1; }
+    if (depth <= 0) return 1;
+    if (has_avx512()) { products_avx512(a, rowStride, innerStride, b, ldb, out, ldo, rows, inner, depth, accumulate); return 1; }
+    if (has_avx2()) { products_avx2(a, rowStride, innerStride, b, ldb, out, ldo, rows, inner, depth, accumulate); return 1; }
 #endif
     return 0;
+}
+
+void sds_softmax_backward_rows(const float *p, float *d, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t keys, float scale) {
+#ifdef SDS_X86
+    if (has_avx512()) { softmax_backward_avx512(p, d, ld, rows, keys, scale); return; }
+    if (has_avx2()) { softmax_backward_avx2(p, d, ld, rows, keys, scale); return; }
+#endif
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *pr = p + r * ld;
+        float *dr = d + r * ld;
+        float lanes[8] = { 0 };
+        ptrdiff_t j = 0;
+        for (; j + 8 <= keys; j += 8) for (int l = 0; l < 8; l++) lanes[l] += pr[j + l] * dr[j + l];
+        float tail = 0;
+        for (; j < keys; j++) tail += pr[j] * dr[j];
+        float dot = tail;
+        for (int l = 0; l < 8; l++) dot += lanes[l];
+        for (j = 0; j < keys; j++) dr[j] = scale * (pr[j] * (dr[j] - dot));
+    }
 }
 
 ptrdiff_t sds_packed_keys_count(ptrdiff_t keys, ptrdiff_t depth) { return (keys + 15) / 16 * 16 * depth; }

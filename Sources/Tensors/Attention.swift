@@ -34,17 +34,17 @@ private struct MaskReader {
         }
     }
 
-    /// Adds the mask to score rows `rowStart..<rowStart+rows` of (batch, head).
-    func apply(to scores: UnsafeMutablePointer<Float>, batch: Int, head: Int, rowStart: Int, rows: Int, keys: Int) {
+    /// Adds the mask to score rows `rowStart..<rowStart+rows` of (batch, head), stored `stride` apart.
+    func apply(to scores: UnsafeMutablePointer<Float>, stride: Int, batch: Int, head: Int, rowStart: Int, rows: Int, keys: Int) {
         if causal {
             for r in 0..<rows {
                 let i = rowStart + r
-                if i + 1 < keys { (scores + r * keys + i + 1).update(repeating: -.infinity, count: keys - i - 1) }
+                if i + 1 < keys { (scores + r * stride + i + 1).update(repeating: -.infinity, count: keys - i - 1) }
             }
         } else if let pointer {
             let base = batch * strides[0] + head * strides[1]
             for r in 0..<rows {
-                let line = pointer + base + (rowStart + r) * strides[2], out = scores + r * keys
+                let line = pointer + base + (rowStart + r) * strides[2], out = scores + r * stride
                 for j in 0..<keys { out[j] += line[j * strides[3]] }
             }
         }
@@ -70,6 +70,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
         throw TensorError.invalidArgument(op: "attention", detail: "queryChunk \(requested) must be positive")
     }
     let maskReader = try MaskReader(mask, shape: [batches, heads, queries, keys])
+    let ld = scoreRowStride(keys)
 
     var output = Tensor(uninitializedShape: [batches, heads, queries, valueDepth])
     var logSumExp = Tensor(uninitializedShape: [batches * heads * queries])
@@ -82,7 +83,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
     let chunksPerHead = (queries + chunk - 1) / chunk
     let items = pairs * chunksPerHead
     parallelWorkers(items, batch: max(1, min(8, items / (8 * Threading.threadCount)))) { next in
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * keys)
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * ld)
         let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
         let packedKeys = UnsafeMutablePointer<Float>.allocate(capacity: sds_packed_keys_count(keys, depth))
         defer { scores.deallocate(); inverseSums.deallocate(); packedKeys.deallocate() }
@@ -96,16 +97,16 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 sds_pack_keys(kh, keys, depth, packedKeys)
                 packedHead = bh
             }
-            if sds_attention_scores(qc, depth, packedKeys, scores, rows, keys, depth, alpha) == 0 {
+            if sds_attention_scores(qc, depth, packedKeys, scores, ld, rows, keys, depth, alpha) == 0 {
                 gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qc, lda: depth,
-                     b: kh, ldb: depth, c: scores, ldc: keys, split: false)
+                     b: kh, ldb: depth, c: scores, ldc: ld, split: false)
             }
-            maskReader.apply(to: scores, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
+            maskReader.apply(to: scores, stride: ld, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
             // Unnormalised probabilities e^(s − max); the 1/Σ goes onto the rows×Dv output instead of
             // the rows×Lk scores (one pass over the scores fewer).
             let lseRow = plse + bh * queries + start
             for r in 0..<rows {
-                let line = scores + r * keys
+                let line = scores + r * ld
                 let maximum = sds_row_max(line, keys)
                 // A fully masked row has no finite maximum: its sum is 0 and its output NaN, as in torch.
                 let shift = maximum.isFinite ? maximum : 0
@@ -114,8 +115,8 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 inverseSums[r] = 1 / total
             }
             let out = po + (bh * queries + start) * valueDepth
-            if sds_attention_values(scores, vh, out, valueDepth, rows, keys, valueDepth) == 0 {
-                gemm(transA: false, transB: false, m: rows, n: valueDepth, k: keys, a: scores, lda: keys,
+            if sds_attention_values(scores, ld, vh, out, valueDepth, rows, keys, valueDepth) == 0 {
+                gemm(transA: false, transB: false, m: rows, n: valueDepth, k: keys, a: scores, lda: ld,
                      b: vh, ldb: valueDepth, c: out, ldc: valueDepth, split: false)
             }
             for r in 0..<rows {
@@ -139,7 +140,8 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
         let plse = savedLogSumExp.storage.pointer
         let needScores = needs[0] || needs[1]
         let headParallel = Threading.threadCount > 1 && pairs >= Threading.threadCount
-        func backwardHead(_ bh: Int, probabilities: UnsafeMutablePointer<Float>, gradScores: UnsafeMutablePointer<Float>) {
+        // Split GEMMs: the route without the AVX2 kernels, or with fewer heads than workers.
+        func gemmBackwardHead(_ bh: Int, probabilities: UnsafeMutablePointer<Float>, gradScores: UnsafeMutablePointer<Float>) {
             let (b, h) = (bh / heads, bh % heads)
             let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
             var start = 0
@@ -148,46 +150,101 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 let qc = qh + start * depth, gc = pg + (bh * queries + start) * valueDepth
                 // P = exp(scale·q·kᵀ + mask − lse)
                 gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qc, lda: depth,
-                     b: kh, ldb: depth, c: probabilities, ldc: keys, split: !headParallel)
-                maskReader.apply(to: probabilities, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
+                     b: kh, ldb: depth, c: probabilities, ldc: ld, split: !headParallel)
+                maskReader.apply(to: probabilities, stride: ld, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
                 let lseRow = plse + bh * queries + start
                 rowLoop(rows, parallel: !headParallel, grain: max(1, 4096 / keys)) { range in
-                    for r in range { _ = sds_exp_shifted_sum(probabilities + r * keys, keys, lseRow[r]) }
+                    for r in range { _ = sds_exp_shifted_sum(probabilities + r * ld, keys, lseRow[r]) }
                 }
                 if needs[2] {   // dV += Pᵀ·dO
-                    gemm(transA: true, transB: false, m: keys, n: valueDepth, k: rows, a: probabilities, lda: keys,
+                    gemm(transA: true, transB: false, m: keys, n: valueDepth, k: rows, a: probabilities, lda: ld,
                          b: gc, ldb: valueDepth, beta: 1, c: pdv + bh * keys * valueDepth, ldc: valueDepth, split: !headParallel)
                 }
                 if needScores {
                     // dP = dO·vᵀ; dS = P ⊙ (dP − Σ dP⊙P)
                     gemm(transA: false, transB: true, m: rows, n: keys, k: valueDepth, a: gc, lda: valueDepth,
-                         b: vh, ldb: valueDepth, c: gradScores, ldc: keys, split: !headParallel)
+                         b: vh, ldb: valueDepth, c: gradScores, ldc: ld, split: !headParallel)
                     rowLoop(rows, parallel: !headParallel, grain: max(1, 4096 / keys)) { range in
-                        for r in range {
-                            let p = probabilities + r * keys, d = gradScores + r * keys
-                            let rowDot = dot(p, d, keys)
-                            for j in 0..<keys { d[j] = p[j] * (d[j] - rowDot) }
-                        }
+                        sds_softmax_backward_rows(probabilities + range.lowerBound * ld, gradScores + range.lowerBound * ld,
+                                                  ld, range.count, keys, 1)
                     }
                     if needs[0] {   // dQ = scale·dS·k
-                        gemm(transA: false, transB: false, m: rows, n: depth, k: keys, alpha: alpha, a: gradScores, lda: keys,
+                        gemm(transA: false, transB: false, m: rows, n: depth, k: keys, alpha: alpha, a: gradScores, lda: ld,
                              b: kh, ldb: depth, c: pdq + (bh * queries + start) * depth, ldc: depth, split: !headParallel)
                     }
                     if needs[1] {   // dK += scale·dSᵀ·q
-                        gemm(transA: true, transB: false, m: keys, n: depth, k: rows, alpha: alpha, a: gradScores, lda: keys,
+                        gemm(transA: true, transB: false, m: keys, n: depth, k: rows, alpha: alpha, a: gradScores, lda: ld,
                              b: qc, ldb: depth, beta: 1, c: pdk + bh * keys * depth, ldc: depth, split: !headParallel)
                     }
                 }
                 start += rows
             }
         }
+        // One head on one worker with the CTensorKernels kernels: the scores kernel for P = q·kᵀ and
+        // dP = dO·vᵀ (K and V packed once per head), the products kernel for dQ = dS·k and, transposed,
+        // dVᵀ += dOᵀ·P and dKᵀ += qᵀ·dS, which read P and dS along their rows (reading them down the
+        // columns, as dV = Pᵀ·dO would, strides by whole rows and thrashes L1). The transposed
+        // accumulators go into dv and dk once the head is done.
+        func kernelBackwardHead(_ bh: Int, scratch: [UnsafeMutablePointer<Float>]) {
+            let (probabilities, gradScores, packedKeys, packedValues) = (scratch[0], scratch[1], scratch[2], scratch[3])
+            let (transposedDV, transposedDK) = (scratch[4], scratch[5])
+            let (b, h) = (bh / heads, bh % heads)
+            let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
+            sds_pack_keys(kh, keys, depth, packedKeys)
+            if needScores { sds_pack_keys(vh, keys, valueDepth, packedValues) }
+            var start = 0
+            while start < queries {
+                let rows = min(chunk, queries - start), first: Int32 = start == 0 ? 0 : 1
+                let qc = qh + start * depth, gc = pg + (bh * queries + start) * valueDepth
+                // P = exp(scale·q·kᵀ + mask − lse)
+                _ = sds_attention_scores(qc, depth, packedKeys, probabilities, ld, rows, keys, depth, alpha)
+                maskReader.apply(to: probabilities, stride: ld, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
+                let lseRow = plse + bh * queries + start
+                for r in 0..<rows { _ = sds_exp_shifted_sum(probabilities + r * ld, keys, lseRow[r]) }
+                if needs[2] {   // dVᵀ += dOᵀ·P
+                    _ = sds_accumulate_products(gc, 1, valueDepth, probabilities, ld, transposedDV, keys, valueDepth, rows, keys, first)
+                }
+                if needScores {
+                    // dP = dO·vᵀ; dS = scale·P ⊙ (dP − Σ dP⊙P) (the scores' scale folded in here)
+                    _ = sds_attention_scores(gc, valueDepth, packedValues, gradScores, ld, rows, keys, valueDepth, 1)
+                    sds_softmax_backward_rows(probabilities, gradScores, ld, rows, keys, alpha)
+                    if needs[0] {   // dQ = dS·k
+                        _ = sds_accumulate_products(gradScores, ld, 1, kh, depth, pdq + (bh * queries + start) * depth, depth,
+                                                    rows, keys, depth, 0)
+                    }
+                    if needs[1] {   // dKᵀ += qᵀ·dS
+                        _ = sds_accumulate_products(qc, 1, depth, gradScores, ld, transposedDK, keys, depth, rows, keys, first)
+                    }
+                }
+                start += rows
+            }
+            func transpose(_ source: UnsafeMutablePointer<Float>, columns: Int, into target: UnsafeMutablePointer<Float>) {
+                for j in 0..<keys { for c in 0..<columns { target[j * columns + c] = source[c * keys + j] } }
+            }
+            if needs[2] { transpose(transposedDV, columns: valueDepth, into: pdv + bh * keys * valueDepth) }
+            if needs[1] { transpose(transposedDK, columns: depth, into: pdk + bh * keys * depth) }
+        }
         // Each (batch, head) writes only its own slices of dq, dk and dv, so heads can run in parallel.
-        forEachHead(pairs, parallel: headParallel, scratchCounts: [chunk * keys, chunk * keys]) { bh, scratch in
-            backwardHead(bh, probabilities: scratch[0], gradScores: scratch[1])
+        if sds_kernels_use_avx2() != 0 && (headParallel || Threading.threadCount == 1) {
+            let counts = [chunk * ld, chunk * ld, sds_packed_keys_count(keys, depth), sds_packed_keys_count(keys, valueDepth),
+                          valueDepth * keys, depth * keys]
+            forEachHead(pairs, parallel: headParallel, scratchCounts: counts) { bh, scratch in kernelBackwardHead(bh, scratch: scratch) }
+        } else {
+            forEachHead(pairs, parallel: headParallel, scratchCounts: [chunk * ld, chunk * ld]) { bh, scratch in
+                gemmBackwardHead(bh, probabilities: scratch[0], gradScores: scratch[1])
+            }
         }
         dq.node = nil; dk.node = nil; dv.node = nil
         return [needs[0] ? dq : nil, needs[1] ? dk : nil, needs[2] ? dv : nil]
     }
+}
+
+/// Row stride of the score buffers, in floats: the key count rounded up to whole 64-byte lines, and to
+/// an odd number of lines. The kernels read these buffers down their columns (Pᵀ and dSᵀ products, the
+/// 8-row blocks of P·V); rows a multiple of 4 KB apart would all fall into the same L1 sets.
+func scoreRowStride(_ keys: Int) -> Int {
+    let lines = (keys + 15) / 16
+    return 16 * (lines % 2 == 0 ? lines + 1 : lines)
 }
 
 /// Runs `body` for every (batch, head) index, either spread over the workers (each with its own

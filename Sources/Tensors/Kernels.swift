@@ -245,3 +245,14 @@ func withBaselineKernels<R>(_ body: () throws -> R) rethrows -> R {
     defer { sds_kernels_force_baseline(0) }
     return try body()
 }
+
+/// Runs `body` with the CTensorKernels builds capped at `level` (0 baseline, 1 AVX2+FMA, 2 AVX-512F),
+/// so tests check every build the machine has. Not for use while other threads run ops.
+func withKernelLevel<R>(_ level: Int, _ body: () throws -> R) rethrows -> R {
+    sds_kernels_cap_level(Int32(level))
+    defer { sds_kernels_cap_level(2) }
+    return try body()
+}
+
+/// The widest CTensorKernels build this machine runs (0 baseline, 1 AVX2+FMA, 2 AVX-512F).
+var kernelLevel: Int { Int(sds_kernels_level()) }

@@ -81,10 +81,24 @@ public struct Tensor: @unchecked Sendable {
     public static func scalar(_ value: Float) -> Tensor { Tensor(shape: [], fill: value) }
 
     /// Standard-normal samples from a seeded SplitMix64 + Box–Muller generator (deterministic, not torch's stream).
+    /// Pair p (elements 2p, 2p + 1) takes draws 2p + 1 and 2p + 2; SplitMix64's state after k draws is
+    /// seed + k·γ, so the workers start their ranges there and the values do not depend on the thread count.
     public static func randn(shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
-        var generator = SplitMix64(seed: seed)
-        let samples = randn(shape: shape, generator: &generator)
-        return scale == 1 ? samples : samples.scaled(by: scale, plus: 0)
+        var result = Tensor(uninitializedShape: shape)
+        let pointer = result.storage.pointer, count = result.count
+        parallelFor((count + 1) / 2, grain: 1 << 16) { pairs in
+            var generator = SplitMix64(seed: seed &+ UInt64(2 * pairs.lowerBound) &* SplitMix64.increment)
+            for pair in pairs {
+                let index = 2 * pair
+                let u1 = max(generator.nextUnitDouble(), Double.leastNonzeroMagnitude)
+                let u2 = generator.nextUnitDouble()
+                let radius = (-2 * log(u1)).squareRoot()
+                pointer[index] = Float(radius * cos(2 * Double.pi * u2)) * scale
+                if index + 1 < count { pointer[index + 1] = Float(radius * sin(2 * Double.pi * u2)) * scale }
+            }
+        }
+        result.node = nil
+        return result
     }
 
     public var count: Int { storage.count }
@@ -126,8 +140,10 @@ extension Tensor: CustomStringConvertible {
 public struct SplitMix64: Sendable, Equatable {
     public private(set) var state: UInt64
     public init(seed: UInt64) { state = seed }
+    /// The state's step per draw (γ, the golden ratio in 64 bits).
+    static let increment: UInt64 = 0x9E37_79B9_7F4A_7C15
     public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
+        state &+= Self.increment
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

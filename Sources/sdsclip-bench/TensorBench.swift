@@ -48,6 +48,17 @@ enum TensorBench {
                 _ = try Tensors.attention(q, k, v)
             }
         },
+        BenchCase(name: "attention-backward", summary: "[REPEATS]: attention q, k, v [1, 8, 4096, 40], forward + backward to q, k and v") { arguments in
+            let inputs = (1...3).map { Parameter(Tensor.randn(shape: [1, 8, 4096, 40], seed: UInt64($0)), requiresGrad: true, name: "qkv\($0)") }
+            let outputGradient = Tensor.randn(shape: [1, 8, 4096, 40], seed: 4)
+            let time = try measure(repeats: repeatCount(arguments, at: 0)) {
+                for input in inputs { input.zeroGrad() }
+                try Tensors.attention(inputs[0].tensor, inputs[1].tensor, inputs[2].tensor).backward(gradient: outputGradient)
+            }
+            // Forward: two 4096×4096×40 GEMMs per head; backward: five (the scores are recomputed).
+            report(["case": "attention-backward", "seconds": time.wall, "cpu_seconds": time.cpu,
+                    "gflops": 7 * 2.0 * 8 * 4096 * 4096 * 40 / time.wall / 1e9, "threads": Threading.threadCount])
+        },
         BenchCase(name: "conv3x3", summary: "[REPEATS]: conv2d 3×3 320→320, padding 1, bias, on [1, 320, 64, 64], forward") { arguments in
             let x = Tensor.randn(shape: [1, 320, 64, 64], seed: 1)
             let weight = Tensor.randn(shape: [320, 320, 3, 3], seed: 2, scale: 0.02), bias = Tensor.randn(shape: [320], seed: 3)

@@ -163,6 +163,26 @@ final class AutogradTests: XCTestCase {
         XCTAssertEqual(single.scalars, double.scalars)
     }
 
+    /// randn fills ranges on the workers from jumped-ahead generators: the values are those of one
+    /// sequential SplitMix64 stream, whatever the thread count (odd counts end with a lone cosine).
+    func testRandnIsOneSequentialStream() throws {
+        let original = Threading.threadCount
+        defer { Threading.setThreadCount(original) }
+        let count = 300_001
+        var generator = SplitMix64(seed: 42)
+        var expected: [Float] = []
+        while expected.count < count {
+            let u1 = max(generator.nextUnitDouble(), Double.leastNonzeroMagnitude), u2 = generator.nextUnitDouble()
+            let radius = (-2 * Foundation.log(u1)).squareRoot()
+            expected.append(Float(radius * Foundation.cos(2 * Double.pi * u2)) * 3)
+            expected.append(Float(radius * Foundation.sin(2 * Double.pi * u2)) * 3)
+        }
+        for threads in [1, 2, 3] {
+            Threading.setThreadCount(threads)
+            XCTAssertEqual(Tensor.randn(shape: [count], seed: 42, scale: 3).scalars, Array(expected.prefix(count)), "\(threads) threads")
+        }
+    }
+
     func testInitializingWithWritesStorageDirectly() throws {
         let t = try Tensor(shape: [2, 3]) { buffer in for i in buffer.indices { buffer[i] = Float(i) * 0.5 } }
         XCTAssertEqual(t.scalars, [0, 0.5, 1, 1.5, 2, 2.5])

@@ -1,6 +1,7 @@
-// Vectorised row kernels for the Tensors engine, with runtime CPU dispatch: an AVX2+FMA build of each
-// kernel is chosen when the CPU has it, otherwise a baseline (SSE2) build. The package itself is compiled
-// for the x86-64 baseline, so this is how the exp-heavy loops get 8-wide FMA code and stay portable.
+// Vectorised row kernels for the Tensors engine, with runtime CPU dispatch: the AVX-512F build of a
+// kernel (attention and softmax kernels) or its AVX2+FMA build is chosen when the CPU has it, otherwise a
+// baseline (SSE2) build. The package itself is compiled for the x86-64 baseline, so this is how the
+// exp-heavy loops get 8- or 16-wide FMA code and stay portable.
 #ifndef SDS_TENSOR_KERNELS_H
 #define SDS_TENSOR_KERNELS_H
 
@@ -21,17 +22,30 @@ ptrdiff_t sds_packed_keys_count(ptrdiff_t keys, ptrdiff_t depth);
 /// bytes per depth step (reading K transposed in place strides by whole rows and thrashes L1 sets).
 void sds_pack_keys(const float *k, ptrdiff_t keys, ptrdiff_t depth, float *packed);
 
-/// Attention score block: scores[i, j] = alpha · Σ_d q[i, d] · k[j, d] for i < rows, j < keys, with k
-/// given as `sds_pack_keys` panels. q has row stride ldq; scores row stride keys. Returns 0 (and writes
-/// nothing) when the AVX2+FMA kernels are unavailable.
-int sds_attention_scores(const float *q, ptrdiff_t ldq, const float *packedKeys, float *scores,
+/// Attention score block: scores[i·lds + j] = alpha · Σ_d q[i, d] · k[j, d] for i < rows, j < keys, with
+/// k given as `sds_pack_keys` panels. q has row stride ldq. Returns 0 (and writes nothing) when the
+/// AVX2+FMA kernels are unavailable.
+int sds_attention_scores(const float *q, ptrdiff_t ldq, const float *packedKeys, float *scores, ptrdiff_t lds,
                          ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth, float alpha);
 
-/// Attention value block: out[i, c] = Σ_j p[i, j] · v[j, c] for i < rows, c < depth (out overwritten).
-/// p has row stride keys, v row stride depth, out row stride ldo. Returns 0 (writes nothing) when the
-/// AVX2+FMA kernels are unavailable.
-int sds_attention_values(const float *p, const float *v, float *out, ptrdiff_t ldo,
+/// Attention value block: out[i, c] = Σ_j p[i·ldp + j] · v[j, c] for i < rows, j < keys, c < depth (out
+/// overwritten). v has row stride depth, out row stride ldo. Returns 0 (writes nothing) when the
+/// AVX2+FMA kernels are unavailable or depth is not a multiple of 8.
+int sds_attention_values(const float *p, ptrdiff_t ldp, const float *v, float *out, ptrdiff_t ldo,
                          ptrdiff_t rows, ptrdiff_t keys, ptrdiff_t depth);
+
+/// out[i, c] = Σ_j a[i·rowStride + j·innerStride] · b[j·ldb + c] for i < rows, c < depth, added to out
+/// when `accumulate`. A is read through strides: row-major (rowStride = inner, innerStride 1) or
+/// transposed (rowStride 1, innerStride = the stored matrix's row length). Serves attention's P·V and
+/// the backward's dQ = dS·K, dVᵀ += dOᵀ·P and dKᵀ += Qᵀ·dS. Any depth (the last depth % 8 columns are
+/// scalar in the AVX2 build, masked in the AVX-512 one). Returns 0 (writes nothing) when the AVX2+FMA
+/// kernels are unavailable.
+int sds_accumulate_products(const float *a, ptrdiff_t rowStride, ptrdiff_t innerStride, const float *b, ptrdiff_t ldb,
+                            float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t inner, ptrdiff_t depth, int accumulate);
+
+/// Softmax backward rows: d[r·ld + j] = scale · p[r·ld + j] · (d[r·ld + j] − Σ_k p[r·ld + k]·d[r·ld + k])
+/// for r < rows, j < keys, in place; the dot in float lanes.
+void sds_softmax_backward_rows(const float *p, float *d, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t keys, float scale);
 
 /// Σ p[i] in float lanes over blocks of 1024, blocks combined in double (accurate for 10⁵-element
 /// normalisation groups without a double conversion per element).
@@ -62,10 +76,18 @@ void sds_winograd_output_row(const float *m, ptrdiff_t kStride, ptrdiff_t tiles,
                              float *y, ptrdiff_t ldy, ptrdiff_t columns, int twoRows);
 
 /// Forces the baseline kernels (on ≠ 0) even on AVX2 CPUs, so tests can check both builds of every
-/// kernel on one machine. Not for concurrent use with running kernels.
+/// kernel on one machine; off restores the widest build. Not for concurrent use with running kernels.
 void sds_kernels_force_baseline(int on);
 
-/// 1 when the AVX2+FMA kernels are in use (for the benchmark's report).
+/// Caps the builds used at `cap` (0 baseline, 1 AVX2+FMA, 2 AVX-512F), so tests can check every build
+/// the machine has. Not for concurrent use with running kernels.
+void sds_kernels_cap_level(int cap);
+
+/// The build in use: 0 baseline, 1 AVX2+FMA, 2 AVX-512F (attention and softmax kernels; the others
+/// stop at AVX2).
+int sds_kernels_level(void);
+
+/// 1 when the AVX2+FMA kernels (or wider) are in use (for the benchmark's report).
 int sds_kernels_use_avx2(void);
 
 #endif

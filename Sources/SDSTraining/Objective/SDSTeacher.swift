@@ -92,6 +92,12 @@ public struct SDSTeacher {
     public let version: StableDiffusionVersion
     public let notes: [String]
 
+    /// A teacher from models already in memory (benchmarks); `load` is the checked route from a checkpoint.
+    public init(unet: UNet2DConditionModel, textEncoder: CLIPTextTransformer, schedule: TeacherSchedule,
+                version: StableDiffusionVersion, notes: [String] = []) {
+        (self.unet, self.textEncoder, self.schedule, self.version, self.notes) = (unet, textEncoder, schedule, version, notes)
+    }
+
     /// Loads the UNet and text encoder from any SD checkpoint `verify` reads. The schedule comes from
     /// the folder's `scheduler/scheduler_config.json`, else SD's standard one; `prediction` overrides
     /// its prediction type (single files say nothing about it).
