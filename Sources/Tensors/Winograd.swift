@@ -32,8 +32,11 @@ struct WinogradConvolution {
         let padded = UnsafeMutablePointer<Float>.allocate(capacity: c * plane)
         defer { transformedWeights.deallocate(); padded.deallocate() }
         transformWeights(weight, into: transformedWeights)
-        // Blocks of whole tile rows; transformed inputs (16·C) and products (16·O) per tile within the budget.
-        let blockRows = max(1, min(tilesHigh, min(Self.maximumBlockTiles, budget / (16 * (c + o))) / tilesWide))
+        // Blocks of whole tile rows; transformed inputs (16·C) and products (16·O) per tile within the budget,
+        // and at least one block per worker when there are enough tile rows (a 32² image is 16 tile rows:
+        // one 256-tile block would leave the other workers idle).
+        let fitting = max(1, min(tilesHigh, min(Self.maximumBlockTiles, budget / (16 * (c + o))) / tilesWide))
+        let blockRows = min(fitting, max(1, (tilesHigh + Threading.threadCount - 1) / Threading.threadCount))
         let blockTiles = blockRows * tilesWide
         let blockCount = (tilesHigh + blockRows - 1) / blockRows
         for image in 0..<images {
