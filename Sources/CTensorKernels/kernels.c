@@ -32,6 +32,46 @@ static inline float exp_scalar(float x) {
     return x < EXP_LOW ? 0.0f : poly * scale.f;
 }
 
+// GELU pieces (the engine's Swift erf8: Abramowitz & Stegun 7.1.26, |error| ≤ 1.5e-7, on the exp above).
+#define ERF_P 0.3275911f
+#define ERF_A1 0.254829592f
+#define ERF_A2 -0.284496736f
+#define ERF_A3 1.421413741f
+#define ERF_A4 -1.453152027f
+#define ERF_A5 1.061405429f
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT2PI 0.39894228040143268f
+
+static inline float erf_scalar(float x) {
+    float a = x < 0 ? -x : x;
+    float t = 1.0f / (1.0f + ERF_P * a);
+    float p = ((((ERF_A5 * t + ERF_A4) * t + ERF_A3) * t + ERF_A2) * t + ERF_A1);
+    float m = 1.0f - p * t * exp_scalar(-a * a);
+    return x < 0 ? -m : m;
+}
+
+// GEGLU rows: x is [rows, 2·width] (value half, then gate half), out [rows, width] = h·gelu(gate).
+static void geglu_forward_base(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width;
+        float *o = out + r * width;
+        for (ptrdiff_t i = 0; i < width; i++) o[i] = h[i] * (0.5f * g[i] * (1.0f + erf_scalar(g[i] * INV_SQRT2)));
+    }
+}
+
+// dx[:, :w] = dy·gelu(gate); dx[:, w:] = dy·h·gelu′(gate), gelu′(u) = ½(1 + erf(u/√2)) + u·φ(u).
+static void geglu_backward_base(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width, *d = dy + r * width;
+        float *dh = dx + r * 2 * width, *dg = dh + width;
+        for (ptrdiff_t i = 0; i < width; i++) {
+            float u = g[i], cdf = 0.5f * (1.0f + erf_scalar(u * INV_SQRT2));
+            dh[i] = d[i] * (u * cdf);
+            dg[i] = d[i] * h[i] * (cdf + u * INV_SQRT2PI * exp_scalar(-0.5f * u * u));
+        }
+    }
+}
+
 // ---- baseline builds (auto-vectorised at the package's target) ----
 
 static float row_max_base(const float *row, ptrdiff_t n) {
@@ -366,6 +406,58 @@ static float exp_shifted_sum_avx2(float *row, ptrdiff_t n, float shift) {
     return sum + total;
 }
 
+__attribute__((target("avx2,fma")))
+static inline __m256 erf8(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, x);
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_set1_ps(ERF_P), a, _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(ERF_A5), t, _mm256_set1_ps(ERF_A4));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(ERF_A3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(ERF_A2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(ERF_A1));
+    __m256 m = _mm256_fnmadd_ps(_mm256_mul_ps(p, t), exp8(_mm256_mul_ps(_mm256_xor_ps(a, sign), a)), _mm256_set1_ps(1.0f));
+    return _mm256_or_ps(m, _mm256_and_ps(sign, x));   // erf is odd: the sign of x
+}
+
+__attribute__((target("avx2,fma")))
+static void geglu_forward_avx2(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), s = _mm256_set1_ps(INV_SQRT2);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width;
+        float *o = out + r * width;
+        ptrdiff_t i = 0;
+        for (; i + 8 <= width; i += 8) {
+            __m256 u = _mm256_loadu_ps(g + i);
+            __m256 gelu = _mm256_mul_ps(_mm256_mul_ps(half, u), _mm256_add_ps(one, erf8(_mm256_mul_ps(u, s))));
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(h + i), gelu));
+        }
+        for (; i < width; i++) o[i] = h[i] * (0.5f * g[i] * (1.0f + erf_scalar(g[i] * INV_SQRT2)));
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void geglu_backward_avx2(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), s = _mm256_set1_ps(INV_SQRT2);
+    const __m256 density = _mm256_set1_ps(INV_SQRT2PI), minusHalf = _mm256_set1_ps(-0.5f);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width, *d = dy + r * width;
+        float *dh = dx + r * 2 * width, *dg = dh + width;
+        ptrdiff_t i = 0;
+        for (; i + 8 <= width; i += 8) {
+            __m256 u = _mm256_loadu_ps(g + i), dv = _mm256_loadu_ps(d + i);
+            __m256 cdf = _mm256_mul_ps(half, _mm256_add_ps(one, erf8(_mm256_mul_ps(u, s))));
+            __m256 pdf = _mm256_mul_ps(_mm256_mul_ps(u, density), exp8(_mm256_mul_ps(_mm256_mul_ps(minusHalf, u), u)));
+            _mm256_storeu_ps(dh + i, _mm256_mul_ps(dv, _mm256_mul_ps(u, cdf)));
+            _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(dv, _mm256_loadu_ps(h + i)), _mm256_add_ps(cdf, pdf)));
+        }
+        for (; i < width; i++) {
+            float u = g[i], cdf = 0.5f * (1.0f + erf_scalar(u * INV_SQRT2));
+            dh[i] = d[i] * (u * cdf);
+            dg[i] = d[i] * h[i] * (cdf + u * INV_SQRT2PI * exp_scalar(-0.5f * u * u));
+        }
+    }
+}
+
 // Scores: up to 6 rows × 16 keys per register block (12 independent accumulators hide the FMA
 // latency) over one packed panel, which (depth × 64 B) stays in L1 while the chunk's rows pass over it.
 __attribute__((target("avx2,fma")))
@@ -554,6 +646,55 @@ static float row_max_avx512(const float *row, ptrdiff_t n) {
     for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
     for (; i < n; i++) m = row[i] > m ? row[i] : m;
     return m;
+}
+
+AVX512
+static inline __m512 erf16(__m512 x) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    __m512 a = _mm512_abs_ps(x);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(ERF_P), a, _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(ERF_A5), t, _mm512_set1_ps(ERF_A4));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERF_A3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERF_A2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERF_A1));
+    __m512 m = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)), _mm512_set1_ps(1.0f));
+    // erf is odd: the sign of x on the magnitude (an integer OR, AVX-512F has no float one).
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(m), _mm512_and_si512(_mm512_castps_si512(sign), _mm512_castps_si512(x))));
+}
+
+AVX512
+static void geglu_forward_avx512(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), s = _mm512_set1_ps(INV_SQRT2);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width;
+        float *o = out + r * width;
+        for (ptrdiff_t i = 0; i < width; i += 16) {
+            ptrdiff_t left = width - i;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 u = _mm512_maskz_loadu_ps(m, g + i);
+            __m512 gelu = _mm512_mul_ps(_mm512_mul_ps(half, u), _mm512_add_ps(one, erf16(_mm512_mul_ps(u, s))));
+            _mm512_mask_storeu_ps(o + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, h + i), gelu));
+        }
+    }
+}
+
+AVX512
+static void geglu_backward_avx512(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), s = _mm512_set1_ps(INV_SQRT2);
+    const __m512 density = _mm512_set1_ps(INV_SQRT2PI), minusHalf = _mm512_set1_ps(-0.5f);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width, *d = dy + r * width;
+        float *dh = dx + r * 2 * width, *dg = dh + width;
+        for (ptrdiff_t i = 0; i < width; i += 16) {
+            ptrdiff_t left = width - i;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 u = _mm512_maskz_loadu_ps(m, g + i), dv = _mm512_maskz_loadu_ps(m, d + i);
+            __m512 cdf = _mm512_mul_ps(half, _mm512_add_ps(one, erf16(_mm512_mul_ps(u, s))));
+            __m512 pdf = _mm512_mul_ps(_mm512_mul_ps(u, density), exp16(_mm512_mul_ps(_mm512_mul_ps(minusHalf, u), u)));
+            _mm512_mask_storeu_ps(dh + i, m, _mm512_mul_ps(dv, _mm512_mul_ps(u, cdf)));
+            _mm512_mask_storeu_ps(dg + i, m, _mm512_mul_ps(_mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, h + i)), _mm512_add_ps(cdf, pdf)));
+        }
+    }
 }
 
 AVX512
@@ -819,6 +960,22 @@ void sds_softmax_backward_rows(const float *p, float *d, ptrdiff_t ld, ptrdiff_t
         for (int l = 0; l < 8; l++) dot += lanes[l];
         for (j = 0; j < keys; j++) dr[j] = scale * (pr[j] * (dr[j] - dot));
     }
+}
+
+void sds_geglu_forward(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width) {
+#ifdef SDS_X86
+    if (has_avx512()) { geglu_forward_avx512(x, out, rows, width); return; }
+    if (has_avx2()) { geglu_forward_avx2(x, out, rows, width); return; }
+#endif
+    geglu_forward_base(x, out, rows, width);
+}
+
+void sds_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width) {
+#ifdef SDS_X86
+    if (has_avx512()) { geglu_backward_avx512(x, dy, dx, rows, width); return; }
+    if (has_avx2()) { geglu_backward_avx2(x, dy, dx, rows, width); return; }
+#endif
+    geglu_backward_base(x, dy, dx, rows, width);
 }
 
 ptrdiff_t sds_packed_keys_count(ptrdiff_t keys, ptrdiff_t depth) { return (keys + 15) / 16 * 16 * depth; }

@@ -47,6 +47,15 @@ int sds_accumulate_products(const float *a, ptrdiff_t rowStride, ptrdiff_t inner
 /// for r < rows, j < keys, in place; the dot in float lanes.
 void sds_softmax_backward_rows(const float *p, float *d, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t keys, float scale);
 
+/// GEGLU rows: x [rows, 2·width] holds the value half h then the gate half u of each row;
+/// out [rows, width] = h · gelu(u), gelu(u) = ½u(1 + erf(u/√2)) (erf: Abramowitz & Stegun 7.1.26,
+/// |error| ≤ 1.5e-7, as the engine's Swift erf).
+void sds_geglu_forward(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width);
+
+/// GEGLU backward for the same rows: dx[:, :width] = dy · gelu(u), dx[:, width:] = dy · h · gelu′(u)
+/// with gelu′(u) = ½(1 + erf(u/√2)) + u·e^(−u²/2)/√(2π). dx [rows, 2·width] is overwritten.
+void sds_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width);
+
 /// Σ p[i] in float lanes over blocks of 1024, blocks combined in double (accurate for 10⁵-element
 /// normalisation groups without a double conversion per element).
 double sds_blocked_sum(const float *p, ptrdiff_t n);
@@ -83,8 +92,8 @@ void sds_kernels_force_baseline(int on);
 /// the machine has. Not for concurrent use with running kernels.
 void sds_kernels_cap_level(int cap);
 
-/// The build in use: 0 baseline, 1 AVX2+FMA, 2 AVX-512F (attention and softmax kernels; the others
-/// stop at AVX2).
+/// The build in use: 0 baseline, 1 AVX2+FMA, 2 AVX-512F (attention, softmax and GEGLU kernels; the
+/// others stop at AVX2).
 int sds_kernels_level(void);
 
 /// 1 when the AVX2+FMA kernels (or wider) are in use (for the benchmark's report).
