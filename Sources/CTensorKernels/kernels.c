@@ -72,6 +72,41 @@ static void geglu_backward_base(const float *x, const float *dy, float *dx, ptrd
     }
 }
 
+// Winograd F(2×2, 3×3) weight transform of one 3×3 kernel g (row-major): U = G·g·Gᵀ with
+// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]], written to u[k·stride], k = 4·row + column.
+// The adjoint (the kernel flipped by 180°) has transform P·U·Pᵀ, P swapping rows 0 and 3 (G·R = P·G for
+// the reversal R), so `flip` only permutes where the 16 values go.
+static const int winograd_flip[16] = { 15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0 };
+
+static inline void winograd_weight_tile(const float *g, float *u, ptrdiff_t stride, int flip) {
+    float r[4][3];
+    for (int j = 0; j < 3; j++) {
+        r[0][j] = g[j];
+        r[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+        r[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+        r[3][j] = g[6 + j];
+    }
+    for (int i = 0; i < 4; i++) {
+        float v[4] = { r[i][0], 0.5f * (r[i][0] + r[i][1] + r[i][2]), 0.5f * (r[i][0] - r[i][1] + r[i][2]), r[i][2] };
+        for (int j = 0; j < 4; j++) {
+            int k = 4 * i + j;
+            u[(flip ? winograd_flip[k] : k) * stride] = v[j];
+        }
+    }
+}
+
+static void winograd_weights_base(const float *w, ptrdiff_t o, ptrdiff_t c, float *u, int adjoint,
+                                  ptrdiff_t begin, ptrdiff_t end) {
+    ptrdiff_t plane = o * c;
+    for (ptrdiff_t row = begin; row < end; row++) {
+        if (!adjoint) {   // row = output channel: U[k][row][ch]
+            for (ptrdiff_t ch = 0; ch < c; ch++) winograd_weight_tile(w + (row * c + ch) * 9, u + row * c + ch, plane, 0);
+        } else {          // row = input channel: U[k][row][oc] from W[oc][row], flipped
+            for (ptrdiff_t oc = 0; oc < o; oc++) winograd_weight_tile(w + (oc * c + row) * 9, u + row * o + oc, plane, 1);
+        }
+    }
+}
+
 // ---- baseline builds (auto-vectorised at the package's target) ----
 
 static float row_max_base(const float *row, ptrdiff_t n) {
@@ -697,6 +732,44 @@ static void geglu_backward_avx512(const float *x, const float *dy, float *dx, pt
     }
 }
 
+// Weight transform, 16 kernels at a time: the 9 taps of 16 kernels gathered into 9 vectors (kernels a
+// fixed stride apart: consecutive input channels, or, for the adjoint, consecutive output channels),
+// the transform in vector arithmetic, 16 contiguous values stored per k.
+AVX512
+static void winograd_weights_avx512(const float *w, ptrdiff_t o, ptrdiff_t c, float *u, int adjoint,
+                                    ptrdiff_t begin, ptrdiff_t end) {
+    ptrdiff_t plane = o * c, count = adjoint ? o : c, kernelStride = adjoint ? c * 9 : 9;
+    const __m512i lanes = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32((int)kernelStride));
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (ptrdiff_t row = begin; row < end; row++) {
+        for (ptrdiff_t i = 0; i < count; i += 16) {
+            ptrdiff_t left = count - i;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            const float *g = adjoint ? w + (i * c + row) * 9 : w + (row * c + i) * 9;
+            __m512 t[9];
+            for (int tap = 0; tap < 9; tap++)
+                t[tap] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, lanes, g + tap, 4);
+            __m512 r[4][3];
+            for (int j = 0; j < 3; j++) {
+                r[0][j] = t[j];
+                r[1][j] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(t[j], t[3 + j]), t[6 + j]));
+                r[2][j] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(t[j], t[3 + j]), t[6 + j]));
+                r[3][j] = t[6 + j];
+            }
+            float *out = u + row * (adjoint ? o : c) + i;
+            for (int a = 0; a < 4; a++) {
+                __m512 v[4] = { r[a][0], _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(r[a][0], r[a][1]), r[a][2])),
+                                _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(r[a][0], r[a][1]), r[a][2])), r[a][2] };
+                for (int b = 0; b < 4; b++) {
+                    int k = 4 * a + b;
+                    _mm512_mask_storeu_ps(out + (adjoint ? winograd_flip[k] : k) * plane, m, v[b]);
+                }
+            }
+        }
+    }
+}
+
 AVX512
 static float exp_shifted_sum_avx512(float *row, ptrdiff_t n, float shift) {
     const __m512 s = _mm512_set1_ps(shift);
@@ -976,6 +1049,14 @@ void sds_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t ro
     if (has_avx2()) { geglu_backward_avx2(x, dy, dx, rows, width); return; }
 #endif
     geglu_backward_base(x, dy, dx, rows, width);
+}
+
+void sds_winograd_weights(const float *w, ptrdiff_t outChannels, ptrdiff_t channels, float *u, int adjoint,
+                          ptrdiff_t begin, ptrdiff_t end) {
+#ifdef SDS_X86
+    if (has_avx512()) { winograd_weights_avx512(w, outChannels, channels, u, adjoint, begin, end); return; }
+#endif
+    winograd_weights_base(w, outChannels, channels, u, adjoint, begin, end);
 }
 
 ptrdiff_t sds_packed_keys_count(ptrdiff_t keys, ptrdiff_t depth) { return (keys + 15) / 16 * 16 * depth; }

@@ -95,7 +95,8 @@ private struct ConvGeometry {
 
     /// The input gradient of a padding-1 ("same") 3×3 stride-1 convolution is the convolution of the
     /// output gradient (outChannels channels) with the flipped, transposed kernel, again padding 1:
-    /// true when that convolution takes the Winograd route.
+    /// true when that convolution takes the Winograd route (which transforms the kernel flipped and
+    /// transposed in place of a copy).
     var hasWinogradAdjoint: Bool {
         strideH == 1 && strideW == 1 && kernelH == 3 && kernelW == 3 && padding == .uniform(1) && outChannels >= 16
             && outPixels >= ConvTuning.winogradMinimumOutputPixels
@@ -230,7 +231,10 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
             }
         }
         if transposedRoute {
-            dx = try conv2d(g, weight: flippedTranspose(savedW), bias: nil, stride: (1, 1), padding: padding, columnBudget: columnBudget)
+            var gradient = Tensor(uninitializedShape: inputShape)
+            WinogradConvolution(channels: o, height: h, width: w, outChannels: c, padding: padding, budget: columnBudget)
+                .forward(pg, images: n, weight: pw, adjointWeights: true, bias: nil, into: gradient.storage.pointer)
+            dx = gradient
         }
         dx?.node = nil
         dw?.node = nil
@@ -238,25 +242,6 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
         if needs.count > 2 { result.append(needs[2] ? g.reduceSum(keeping: [1, o, 1, 1]).reshapedUnchecked([o]) : nil) }
         return result
     }
-}
-
-/// W'[c, o, i, j] = W[o, c, kh − 1 − i, kw − 1 − j] for a kernel W [O, C, kh, kw]: the kernel whose
-/// stride-1 convolution is the adjoint of W's.
-func flippedTranspose(_ weight: Tensor) -> Tensor {
-    let (o, c, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
-    var result = Tensor(uninitializedShape: [c, o, kh, kw])
-    let source = weight.storage.pointer, target = result.storage.pointer
-    let taps = kh * kw
-    parallelFor(c, grain: 16) { channels in
-        for channel in channels {
-            for outChannel in 0..<o {
-                let from = source + (outChannel * c + channel) * taps, to = target + (channel * o + outChannel) * taps
-                for tap in 0..<taps { to[tap] = from[taps - 1 - tap] }
-            }
-        }
-    }
-    result.node = nil
-    return result
 }
 
 /// conv2d with a square stride and symmetric padding.

@@ -72,6 +72,15 @@ void sds_moments(const float *p, ptrdiff_t n, double *mean, double *variance);
 /// y[i] = (x[i] − mean)·scale + shift (normalisation with a per-channel affine folded into scale/shift).
 void sds_normalize_affine(const float *x, float *y, ptrdiff_t n, float mean, float scale, float shift);
 
+/// Winograd F(2×2, 3×3) weight transform U = G·g·Gᵀ of the 3×3 kernels of w [outChannels, channels, 3, 3],
+/// for result rows begin..<end. Plain: U[k][oc][ch] at u[k·outChannels·channels + oc·channels + ch], rows
+/// are output channels. `adjoint`: the transform of the flipped, transposed kernel w'[ch][oc] =
+/// rot180(w[oc][ch]) (the kernel of the input gradient's convolution), U[k][ch][oc] at
+/// u[k·outChannels·channels + ch·outChannels + oc], rows are input channels. AVX-512 gathers 16 kernels
+/// at a time; the other builds are scalar.
+void sds_winograd_weights(const float *w, ptrdiff_t outChannels, ptrdiff_t channels, float *u, int adjoint,
+                          ptrdiff_t begin, ptrdiff_t end);
+
 /// Winograd F(2×2, 3×3) input transform of one row of `tiles` 4×4 tiles: d points at the tile row's
 /// top-left in a padded plane of row stride paddedW (tile tx covers columns 2tx…2tx+3 of rows 0…3);
 /// writes V_k for tile tx at v[k·kStride + tx], k < 16. Reads up to 24 floats past the last tile's
