@@ -32,6 +32,81 @@ static inline float exp_scalar(float x) {
     return x < EXP_LOW ? 0.0f : poly * scale.f;
 }
 
+// GELU pieces (the engine's Swift erf8: Abramowitz & Stegun 7.1.26, |error| ≤ 1.5e-7, on the exp above).
+#define ERF_P 0.3275911f
+#define ERF_A1 0.254829592f
+#define ERF_A2 -0.284496736f
+#define ERF_A3 1.421413741f
+#define ERF_A4 -1.453152027f
+#define ERF_A5 1.061405429f
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT2PI 0.39894228040143268f
+
+static inline float erf_scalar(float x) {
+    float a = x < 0 ? -x : x;
+    float t = 1.0f / (1.0f + ERF_P * a);
+    float p = ((((ERF_A5 * t + ERF_A4) * t + ERF_A3) * t + ERF_A2) * t + ERF_A1);
+    float m = 1.0f - p * t * exp_scalar(-a * a);
+    return x < 0 ? -m : m;
+}
+
+// GEGLU rows: x is [rows, 2·width] (value half, then gate half), out [rows, width] = h·gelu(gate).
+static void geglu_forward_base(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width;
+        float *o = out + r * width;
+        for (ptrdiff_t i = 0; i < width; i++) o[i] = h[i] * (0.5f * g[i] * (1.0f + erf_scalar(g[i] * INV_SQRT2)));
+    }
+}
+
+// dx[:, :w] = dy·gelu(gate); dx[:, w:] = dy·h·gelu′(gate), gelu′(u) = ½(1 + erf(u/√2)) + u·φ(u).
+static void geglu_backward_base(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width, *d = dy + r * width;
+        float *dh = dx + r * 2 * width, *dg = dh + width;
+        for (ptrdiff_t i = 0; i < width; i++) {
+            float u = g[i], cdf = 0.5f * (1.0f + erf_scalar(u * INV_SQRT2));
+            dh[i] = d[i] * (u * cdf);
+            dg[i] = d[i] * h[i] * (cdf + u * INV_SQRT2PI * exp_scalar(-0.5f * u * u));
+        }
+    }
+}
+
+// Winograd F(2×2, 3×3) weight transform of one 3×3 kernel g (row-major): U = G·g·Gᵀ with
+// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]], written to u[k·stride], k = 4·row + column.
+// The adjoint (the kernel flipped by 180°) has transform P·U·Pᵀ, P swapping rows 0 and 3 (G·R = P·G for
+// the reversal R), so `flip` only permutes where the 16 values go.
+static const int winograd_flip[16] = { 15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0 };
+
+static inline void winograd_weight_tile(const float *g, float *u, ptrdiff_t stride, int flip) {
+    float r[4][3];
+    for (int j = 0; j < 3; j++) {
+        r[0][j] = g[j];
+        r[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+        r[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+        r[3][j] = g[6 + j];
+    }
+    for (int i = 0; i < 4; i++) {
+        float v[4] = { r[i][0], 0.5f * (r[i][0] + r[i][1] + r[i][2]), 0.5f * (r[i][0] - r[i][1] + r[i][2]), r[i][2] };
+        for (int j = 0; j < 4; j++) {
+            int k = 4 * i + j;
+            u[(flip ? winograd_flip[k] : k) * stride] = v[j];
+        }
+    }
+}
+
+static void winograd_weights_base(const float *w, ptrdiff_t o, ptrdiff_t c, float *u, int adjoint,
+                                  ptrdiff_t begin, ptrdiff_t end) {
+    ptrdiff_t plane = o * c;
+    for (ptrdiff_t row = begin; row < end; row++) {
+        if (!adjoint) {   // row = output channel: U[k][row][ch]
+            for (ptrdiff_t ch = 0; ch < c; ch++) winograd_weight_tile(w + (row * c + ch) * 9, u + row * c + ch, plane, 0);
+        } else {          // row = input channel: U[k][row][oc] from W[oc][row], flipped
+            for (ptrdiff_t oc = 0; oc < o; oc++) winograd_weight_tile(w + (oc * c + row) * 9, u + row * o + oc, plane, 1);
+        }
+    }
+}
+
 // ---- baseline builds (auto-vectorised at the package's target) ----
 
 static float row_max_base(const float *row, ptrdiff_t n) {
@@ -366,6 +441,58 @@ static float exp_shifted_sum_avx2(float *row, ptrdiff_t n, float shift) {
     return sum + total;
 }
 
+__attribute__((target("avx2,fma")))
+static inline __m256 erf8(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, x);
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_set1_ps(ERF_P), a, _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(ERF_A5), t, _mm256_set1_ps(ERF_A4));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(ERF_A3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(ERF_A2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(ERF_A1));
+    __m256 m = _mm256_fnmadd_ps(_mm256_mul_ps(p, t), exp8(_mm256_mul_ps(_mm256_xor_ps(a, sign), a)), _mm256_set1_ps(1.0f));
+    return _mm256_or_ps(m, _mm256_and_ps(sign, x));   // erf is odd: the sign of x
+}
+
+__attribute__((target("avx2,fma")))
+static void geglu_forward_avx2(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), s = _mm256_set1_ps(INV_SQRT2);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width;
+        float *o = out + r * width;
+        ptrdiff_t i = 0;
+        for (; i + 8 <= width; i += 8) {
+            __m256 u = _mm256_loadu_ps(g + i);
+            __m256 gelu = _mm256_mul_ps(_mm256_mul_ps(half, u), _mm256_add_ps(one, erf8(_mm256_mul_ps(u, s))));
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(h + i), gelu));
+        }
+        for (; i < width; i++) o[i] = h[i] * (0.5f * g[i] * (1.0f + erf_scalar(g[i] * INV_SQRT2)));
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void geglu_backward_avx2(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), s = _mm256_set1_ps(INV_SQRT2);
+    const __m256 density = _mm256_set1_ps(INV_SQRT2PI), minusHalf = _mm256_set1_ps(-0.5f);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width, *d = dy + r * width;
+        float *dh = dx + r * 2 * width, *dg = dh + width;
+        ptrdiff_t i = 0;
+        for (; i + 8 <= width; i += 8) {
+            __m256 u = _mm256_loadu_ps(g + i), dv = _mm256_loadu_ps(d + i);
+            __m256 cdf = _mm256_mul_ps(half, _mm256_add_ps(one, erf8(_mm256_mul_ps(u, s))));
+            __m256 pdf = _mm256_mul_ps(_mm256_mul_ps(u, density), exp8(_mm256_mul_ps(_mm256_mul_ps(minusHalf, u), u)));
+            _mm256_storeu_ps(dh + i, _mm256_mul_ps(dv, _mm256_mul_ps(u, cdf)));
+            _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(dv, _mm256_loadu_ps(h + i)), _mm256_add_ps(cdf, pdf)));
+        }
+        for (; i < width; i++) {
+            float u = g[i], cdf = 0.5f * (1.0f + erf_scalar(u * INV_SQRT2));
+            dh[i] = d[i] * (u * cdf);
+            dg[i] = d[i] * h[i] * (cdf + u * INV_SQRT2PI * exp_scalar(-0.5f * u * u));
+        }
+    }
+}
+
 // Scores: up to 6 rows × 16 keys per register block (12 independent accumulators hide the FMA
 // latency) over one packed panel, which (depth × 64 B) stays in L1 while the chunk's rows pass over it.
 __attribute__((target("avx2,fma")))
@@ -554,6 +681,93 @@ static float row_max_avx512(const float *row, ptrdiff_t n) {
     for (int l = 0; l < 16; l++) m = lanes[l] > m ? lanes[l] : m;
     for (; i < n; i++) m = row[i] > m ? row[i] : m;
     return m;
+}
+
+AVX512
+static inline __m512 erf16(__m512 x) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    __m512 a = _mm512_abs_ps(x);
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(ERF_P), a, _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(ERF_A5), t, _mm512_set1_ps(ERF_A4));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERF_A3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERF_A2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERF_A1));
+    __m512 m = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)), _mm512_set1_ps(1.0f));
+    // erf is odd: the sign of x on the magnitude (an integer OR, AVX-512F has no float one).
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(m), _mm512_and_si512(_mm512_castps_si512(sign), _mm512_castps_si512(x))));
+}
+
+AVX512
+static void geglu_forward_avx512(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), s = _mm512_set1_ps(INV_SQRT2);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width;
+        float *o = out + r * width;
+        for (ptrdiff_t i = 0; i < width; i += 16) {
+            ptrdiff_t left = width - i;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 u = _mm512_maskz_loadu_ps(m, g + i);
+            __m512 gelu = _mm512_mul_ps(_mm512_mul_ps(half, u), _mm512_add_ps(one, erf16(_mm512_mul_ps(u, s))));
+            _mm512_mask_storeu_ps(o + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, h + i), gelu));
+        }
+    }
+}
+
+AVX512
+static void geglu_backward_avx512(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), s = _mm512_set1_ps(INV_SQRT2);
+    const __m512 density = _mm512_set1_ps(INV_SQRT2PI), minusHalf = _mm512_set1_ps(-0.5f);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *h = x + r * 2 * width, *g = h + width, *d = dy + r * width;
+        float *dh = dx + r * 2 * width, *dg = dh + width;
+        for (ptrdiff_t i = 0; i < width; i += 16) {
+            ptrdiff_t left = width - i;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 u = _mm512_maskz_loadu_ps(m, g + i), dv = _mm512_maskz_loadu_ps(m, d + i);
+            __m512 cdf = _mm512_mul_ps(half, _mm512_add_ps(one, erf16(_mm512_mul_ps(u, s))));
+            __m512 pdf = _mm512_mul_ps(_mm512_mul_ps(u, density), exp16(_mm512_mul_ps(_mm512_mul_ps(minusHalf, u), u)));
+            _mm512_mask_storeu_ps(dh + i, m, _mm512_mul_ps(dv, _mm512_mul_ps(u, cdf)));
+            _mm512_mask_storeu_ps(dg + i, m, _mm512_mul_ps(_mm512_mul_ps(dv, _mm512_maskz_loadu_ps(m, h + i)), _mm512_add_ps(cdf, pdf)));
+        }
+    }
+}
+
+// Weight transform, 16 kernels at a time: the 9 taps of 16 kernels gathered into 9 vectors (kernels a
+// fixed stride apart: consecutive input channels, or, for the adjoint, consecutive output channels),
+// the transform in vector arithmetic, 16 contiguous values stored per k.
+AVX512
+static void winograd_weights_avx512(const float *w, ptrdiff_t o, ptrdiff_t c, float *u, int adjoint,
+                                    ptrdiff_t begin, ptrdiff_t end) {
+    ptrdiff_t plane = o * c, count = adjoint ? o : c, kernelStride = adjoint ? c * 9 : 9;
+    const __m512i lanes = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32((int)kernelStride));
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (ptrdiff_t row = begin; row < end; row++) {
+        for (ptrdiff_t i = 0; i < count; i += 16) {
+            ptrdiff_t left = count - i;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            const float *g = adjoint ? w + (i * c + row) * 9 : w + (row * c + i) * 9;
+            __m512 t[9];
+            for (int tap = 0; tap < 9; tap++)
+                t[tap] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, lanes, g + tap, 4);
+            __m512 r[4][3];
+            for (int j = 0; j < 3; j++) {
+                r[0][j] = t[j];
+                r[1][j] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(t[j], t[3 + j]), t[6 + j]));
+                r[2][j] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(t[j], t[3 + j]), t[6 + j]));
+                r[3][j] = t[6 + j];
+            }
+            float *out = u + row * (adjoint ? o : c) + i;
+            for (int a = 0; a < 4; a++) {
+                __m512 v[4] = { r[a][0], _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(r[a][0], r[a][1]), r[a][2])),
+                                _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(r[a][0], r[a][1]), r[a][2])), r[a][2] };
+                for (int b = 0; b < 4; b++) {
+                    int k = 4 * a + b;
+                    _mm512_mask_storeu_ps(out + (adjoint ? winograd_flip[k] : k) * plane, m, v[b]);
+                }
+            }
+        }
+    }
 }
 
 AVX512
@@ -819,6 +1033,30 @@ void sds_softmax_backward_rows(const float *p, float *d, ptrdiff_t ld, ptrdiff_t
         for (int l = 0; l < 8; l++) dot += lanes[l];
         for (j = 0; j < keys; j++) dr[j] = scale * (pr[j] * (dr[j] - dot));
     }
+}
+
+void sds_geglu_forward(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width) {
+#ifdef SDS_X86
+    if (has_avx512()) { geglu_forward_avx512(x, out, rows, width); return; }
+    if (has_avx2()) { geglu_forward_avx2(x, out, rows, width); return; }
+#endif
+    geglu_forward_base(x, out, rows, width);
+}
+
+void sds_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width) {
+#ifdef SDS_X86
+    if (has_avx512()) { geglu_backward_avx512(x, dy, dx, rows, width); return; }
+    if (has_avx2()) { geglu_backward_avx2(x, dy, dx, rows, width); return; }
+#endif
+    geglu_backward_base(x, dy, dx, rows, width);
+}
+
+void sds_winograd_weights(const float *w, ptrdiff_t outChannels, ptrdiff_t channels, float *u, int adjoint,
+                          ptrdiff_t begin, ptrdiff_t end) {
+#ifdef SDS_X86
+    if (has_avx512()) { winograd_weights_avx512(w, outChannels, channels, u, adjoint, begin, end); return; }
+#endif
+    winograd_weights_base(w, outChannels, channels, u, adjoint, begin, end);
 }
 
 ptrdiff_t sds_packed_keys_count(ptrdiff_t keys, ptrdiff_t depth) { return (keys + 15) / 16 * 16 * depth; }

@@ -89,6 +89,20 @@ private struct ConvGeometry {
         strideH == 1 && strideW == 1 && !isPointwise && channels >= 16 && outPixels >= routing.shiftedMinimumOutputPixels
     }
 
+    /// 3×3 stride-1 kernels over enough channels and output pixels run as Winograd F(2×2, 3×3).
+    var usesWinograd: Bool {
+        strideH == 1 && strideW == 1 && kernelH == 3 && kernelW == 3 && channels >= 16 && outPixels >= routing.winogradMinimumOutputPixels
+    }
+
+    /// The input gradient of a padding-1 ("same") 3×3 stride-1 convolution is the convolution of the
+    /// output gradient (outChannels channels) with the flipped, transposed kernel, again padding 1:
+    /// true when that convolution takes the Winograd route (which transforms the kernel flipped and
+    /// transposed in place of a copy).
+    var hasWinogradAdjoint: Bool {
+        strideH == 1 && strideW == 1 && kernelH == 3 && kernelW == 3 && padding == .uniform(1) && outChannels >= 16
+            && outPixels >= routing.winogradMinimumOutputPixels
+    }
+
     /// Output-row tiles covering the image.
     var tiles: [Range<Int>] {
         stride(from: 0, to: outHeight, by: tileRows).map { $0..<min($0 + tileRows, outHeight) }
@@ -98,15 +112,16 @@ private struct ConvGeometry {
 /// Which algorithm a stride-1 convolution uses, by output size: a value passed to `conv2d`, so no
 /// global setting changes what a model computes.
 public struct ConvRouting: Sendable, Equatable {
-    /// Winograd F(2×2,3×3) transforms the weights on every call (16/9 of their size), which only
-    /// pays off when enough output pixels share them; smaller 3×3 convolutions (the UNet's 8×8
-    /// levels at 1280 channels) use shifted GEMMs. Measured with `sdsclip-bench conv3x3-shape`.
+    /// Output pixels per image from which 3×3 stride-1 convolutions over 16+ channels run as Winograd
+    /// F(2×2,3×3). It transforms the weights on every call (16/9 of their size), which pays off only
+    /// when enough output pixels share them: from the UNet's 32² level (640 channels, 2 threads: 44 ms
+    /// vs 59 ms by im2col), not at 16² (1280 channels: 146 vs 60 ms). `sdsclip-bench conv3x3-shape`.
     public var winogradMinimumOutputPixels: Int
-    /// Output pixels per image below which stride-1 convolutions use im2col + one GEMM rather than
-    /// shifted GEMMs or Winograd.
+    /// Output pixels per image below which other stride-1 convolutions use im2col + one GEMM rather
+    /// than shifted GEMMs.
     public var shiftedMinimumOutputPixels: Int
 
-    public init(winogradMinimumOutputPixels: Int = 256, shiftedMinimumOutputPixels: Int = 2048) {
+    public init(winogradMinimumOutputPixels: Int = 1024, shiftedMinimumOutputPixels: Int = 2048) {
         self.winogradMinimumOutputPixels = winogradMinimumOutputPixels
         self.shiftedMinimumOutputPixels = shiftedMinimumOutputPixels
     }
@@ -156,16 +171,16 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
     let (patch, pixels, outWidth) = (geometry.patch, geometry.outPixels, geometry.outWidth)
     var output = Tensor(uninitializedShape: [n, o, geometry.outHeight, geometry.outWidth])
     let px = x.storage.pointer, pw = weight.storage.pointer, py = output.storage.pointer
-    let shifted = geometry.usesShiftedProducts
-    let columns = geometry.isPointwise || shifted ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
+    let winograd = geometry.usesWinograd, shifted = !winograd && geometry.usesShiftedProducts
+    let columns = geometry.isPointwise || winograd || shifted ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
     defer { columns?.deallocate() }
-    if shifted && kh == 3 && kw == 3 && n * geometry.outPixels >= routing.winogradMinimumOutputPixels {
+    if winograd {
         WinogradConvolution(channels: c, height: h, width: w, outChannels: o, padding: padding, budget: columnBudget)
             .forward(px, images: n, weight: pw, bias: bias?.storage.pointer, into: py)
     } else if shifted {
         ShiftedConvolution(geometry: geometry).forward(px, images: n, weight: pw, bias: bias?.storage.pointer, into: py)
     }
-    for image in 0..<n where !shifted {
+    for image in 0..<n where !winograd && !shifted {
         let out = py + image * o * pixels
         if let bias {
             for channel in 0..<o { (out + channel * pixels).update(repeating: bias.storage.pointer[channel], count: pixels) }
@@ -193,11 +208,16 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
     if let bias { inputs.append(bias) }
     return Tensor.record("conv2d", output, inputs: inputs) { g, needs in
         let pg = g.storage.pointer, pw = savedW.storage.pointer
-        var dx = needs[0] ? Tensor(zeros: inputShape) : nil
+        // A "same" 3×3 stride-1 convolution's input gradient is itself such a convolution, of g with the
+        // flipped, transposed kernel: large enough images take that route (Winograd) instead of im2col's
+        // Wᵀ·g products and col2im's scattered adds.
+        let transposedRoute = needs[0] && geometry.hasWinogradAdjoint
+        var dx = needs[0] && !transposedRoute ? Tensor(zeros: inputShape) : nil   // accumulated by col2im below
         var dw = needs[1] ? Tensor(zeros: savedW.shape) : nil
-        let scratch = geometry.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
+        let scratch = geometry.isPointwise || (dx == nil && dw == nil) ? nil
+            : UnsafeMutablePointer<Float>.allocate(capacity: patch * geometry.tileRows * outWidth)
         defer { scratch?.deallocate() }
-        for image in 0..<n {
+        for image in 0..<n where dx != nil || dw != nil {
             let grad = pg + image * o * pixels
             let input = savedX.map { $0.storage.pointer + image * c * h * w }
             guard let scratch else {
@@ -228,6 +248,12 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
                     geometry.col2im(scratch, rows: rows, addingInto: inputGradient + image * c * h * w)
                 }
             }
+        }
+        if transposedRoute {
+            var gradient = Tensor(uninitializedShape: inputShape)
+            WinogradConvolution(channels: o, height: h, width: w, outChannels: c, padding: padding, budget: columnBudget)
+                .forward(pg, images: n, weight: pw, adjointWeights: true, bias: nil, into: gradient.storage.pointer)
+            dx = gradient
         }
         dx?.node = nil
         dw?.node = nil

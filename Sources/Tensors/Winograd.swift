@@ -22,8 +22,10 @@ struct WinogradConvolution {
     var outHeight: Int { height + padding.top + padding.bottom - 2 }
     var outWidth: Int { width + padding.left + padding.right - 2 }
 
-    func forward(_ input: UnsafePointer<Float>, images: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                 into output: UnsafeMutablePointer<Float>) {
+    /// `weight` is [outChannels, channels, 3, 3]; with `adjointWeights` it is a kernel [channels, outChannels,
+    /// 3, 3] used flipped and transposed (the input gradient of that kernel's same-padded convolution).
+    func forward(_ input: UnsafePointer<Float>, images: Int, weight: UnsafePointer<Float>, adjointWeights: Bool = false,
+                 bias: UnsafePointer<Float>?, into output: UnsafeMutablePointer<Float>) {
         let (c, o) = (channels, outChannels)
         let tilesHigh = (outHeight + 1) / 2, tilesWide = (outWidth + 1) / 2, tileCount = tilesHigh * tilesWide
         // The padded image covers every 4×4 input tile, including the overhang of odd output sizes.
@@ -31,9 +33,12 @@ struct WinogradConvolution {
         let transformedWeights = UnsafeMutablePointer<Float>.allocate(capacity: 16 * o * c)
         let padded = UnsafeMutablePointer<Float>.allocate(capacity: c * plane)
         defer { transformedWeights.deallocate(); padded.deallocate() }
-        transformWeights(weight, into: transformedWeights)
-        // Blocks of whole tile rows; transformed inputs (16·C) and products (16·O) per tile within the budget.
-        let blockRows = max(1, min(tilesHigh, min(Self.maximumBlockTiles, budget / (16 * (c + o))) / tilesWide))
+        transformWeights(weight, adjoint: adjointWeights, into: transformedWeights)
+        // Blocks of whole tile rows; transformed inputs (16·C) and products (16·O) per tile within the budget,
+        // and at least one block per worker when there are enough tile rows (a 32² image is 16 tile rows:
+        // one 256-tile block would leave the other workers idle).
+        let fitting = max(1, min(tilesHigh, min(Self.maximumBlockTiles, budget / (16 * (c + o))) / tilesWide))
+        let blockRows = min(fitting, max(1, (tilesHigh + Threading.threadCount - 1) / Threading.threadCount))
         let blockTiles = blockRows * tilesWide
         let blockCount = (tilesHigh + blockRows - 1) / blockRows
         for image in 0..<images {
@@ -73,28 +78,17 @@ struct WinogradConvolution {
         }
     }
 
-    /// U[k][o][c] = (G·g·Gᵀ)[k] with G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]].
-    private func transformWeights(_ weight: UnsafePointer<Float>, into u: UnsafeMutablePointer<Float>) {
+    /// U[k][o][c] = (G·g·Gᵀ)[k] with G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]] (CTensorKernels);
+    /// for the adjoint, g is the flipped kernel weight[c][o].
+    private func transformWeights(_ weight: UnsafePointer<Float>, adjoint: Bool, into u: UnsafeMutablePointer<Float>) {
         let (c, o) = (channels, outChannels)
-        let kStride = o * c
-        parallelFor(o, grain: 8) { outChannels in for outChannel in outChannels {
-            for channel in 0..<c {
-                let g = weight + (outChannel * c + channel) * 9
-                let target = u + outChannel * c + channel
-                // Row i of G·g is a combination of g's rows; each is then multiplied by Gᵀ along its columns.
-                @inline(__always) func rowTimesGT(_ row: Int, _ r0: Float, _ r1: Float, _ r2: Float) {
-                    let line = target + row * 4 * kStride
-                    line[0] = r0
-                    line[kStride] = 0.5 * (r0 + r1 + r2)
-                    line[2 * kStride] = 0.5 * (r0 - r1 + r2)
-                    line[3 * kStride] = r2
-                }
-                rowTimesGT(0, g[0], g[1], g[2])
-                rowTimesGT(1, 0.5 * (g[0] + g[3] + g[6]), 0.5 * (g[1] + g[4] + g[7]), 0.5 * (g[2] + g[5] + g[8]))
-                rowTimesGT(2, 0.5 * (g[0] - g[3] + g[6]), 0.5 * (g[1] - g[4] + g[7]), 0.5 * (g[2] - g[5] + g[8]))
-                rowTimesGT(3, g[6], g[7], g[8])
+        parallelFor(o, grain: 8) { rows in
+            if adjoint {
+                sds_winograd_weights(weight, c, o, u, 1, rows.lowerBound, rows.upperBound)
+            } else {
+                sds_winograd_weights(weight, o, c, u, 0, rows.lowerBound, rows.upperBound)
             }
-        } }
+        }
     }
 
     /// The image [C, H, W] into a zero-bordered [C, paddedH, paddedW] buffer (the conv's padding on the

@@ -84,6 +84,20 @@ enum TensorBench {
                 _ = try conv2d(x, weight: weight, bias: bias, stride: 1, padding: 1, routing: routing)
             }
         },
+        BenchCase(name: "conv3x3-backward", summary: "C SIDE auto|im2col [REPEATS]: input gradient of a frozen conv2d 3×3 C→C, padding 1, on [1, C, SIDE, SIDE]") { arguments in
+            guard arguments.count >= 3, let c = Int(arguments[0]), let side = Int(arguments[1]), ["auto", "im2col"].contains(arguments[2]) else {
+                throw BenchUsage("conv3x3-backward C SIDE auto|im2col [REPEATS]")
+            }
+            let routing: ConvRouting = arguments[2] == "im2col" ? .im2colOnly : .standard
+            let input = Parameter(Tensor.randn(shape: [1, c, side, side], seed: 1), requiresGrad: true, name: "x")
+            let weight = Tensor.randn(shape: [c, c, 3, 3], seed: 2, scale: 0.02), outputGradient = Tensor.randn(shape: [1, c, side, side], seed: 3)
+            // Forward (same route in both modes) + backward; the forward alone is `conv3x3-shape`.
+            let time = try measure(repeats: repeatCount(arguments, at: 3)) {
+                input.zeroGrad()
+                try conv2d(input.tensor, weight: weight, stride: 1, padding: 1, routing: routing).backward(gradient: outputGradient)
+            }
+            report(["case": "conv3x3-backward", "seconds": time.wall, "cpu_seconds": time.cpu, "threads": Threading.threadCount])
+        },
         BenchCase(name: "groupnorm", summary: "[REPEATS]: group norm, 32 groups, affine, on [1, 320, 64, 64], forward") { arguments in
             let x = Tensor.randn(shape: [1, 320, 64, 64], seed: 1)
             let weight = Tensor.randn(shape: [320], seed: 2), bias = Tensor.randn(shape: [320], seed: 3)

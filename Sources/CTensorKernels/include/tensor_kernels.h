@@ -47,6 +47,15 @@ int sds_accumulate_products(const float *a, ptrdiff_t rowStride, ptrdiff_t inner
 /// for r < rows, j < keys, in place; the dot in float lanes.
 void sds_softmax_backward_rows(const float *p, float *d, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t keys, float scale);
 
+/// GEGLU rows: x [rows, 2·width] holds the value half h then the gate half u of each row;
+/// out [rows, width] = h · gelu(u), gelu(u) = ½u(1 + erf(u/√2)) (erf: Abramowitz & Stegun 7.1.26,
+/// |error| ≤ 1.5e-7, as the engine's Swift erf).
+void sds_geglu_forward(const float *x, float *out, ptrdiff_t rows, ptrdiff_t width);
+
+/// GEGLU backward for the same rows: dx[:, :width] = dy · gelu(u), dx[:, width:] = dy · h · gelu′(u)
+/// with gelu′(u) = ½(1 + erf(u/√2)) + u·e^(−u²/2)/√(2π). dx [rows, 2·width] is overwritten.
+void sds_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t width);
+
 /// Σ p[i] in float lanes over blocks of 1024, blocks combined in double (accurate for 10⁵-element
 /// normalisation groups without a double conversion per element).
 double sds_blocked_sum(const float *p, ptrdiff_t n);
@@ -62,6 +71,15 @@ void sds_moments(const float *p, ptrdiff_t n, double *mean, double *variance);
 
 /// y[i] = (x[i] − mean)·scale + shift (normalisation with a per-channel affine folded into scale/shift).
 void sds_normalize_affine(const float *x, float *y, ptrdiff_t n, float mean, float scale, float shift);
+
+/// Winograd F(2×2, 3×3) weight transform U = G·g·Gᵀ of the 3×3 kernels of w [outChannels, channels, 3, 3],
+/// for result rows begin..<end. Plain: U[k][oc][ch] at u[k·outChannels·channels + oc·channels + ch], rows
+/// are output channels. `adjoint`: the transform of the flipped, transposed kernel w'[ch][oc] =
+/// rot180(w[oc][ch]) (the kernel of the input gradient's convolution), U[k][ch][oc] at
+/// u[k·outChannels·channels + ch·outChannels + oc], rows are input channels. AVX-512 gathers 16 kernels
+/// at a time; the other builds are scalar.
+void sds_winograd_weights(const float *w, ptrdiff_t outChannels, ptrdiff_t channels, float *u, int adjoint,
+                          ptrdiff_t begin, ptrdiff_t end);
 
 /// Winograd F(2×2, 3×3) input transform of one row of `tiles` 4×4 tiles: d points at the tile row's
 /// top-left in a padded plane of row stride paddedW (tile tx covers columns 2tx…2tx+3 of rows 0…3);
@@ -83,8 +101,8 @@ void sds_kernels_force_baseline(int on);
 /// the machine has. Not for concurrent use with running kernels.
 void sds_kernels_cap_level(int cap);
 
-/// The build in use: 0 baseline, 1 AVX2+FMA, 2 AVX-512F (attention and softmax kernels; the others
-/// stop at AVX2).
+/// The build in use: 0 baseline, 1 AVX2+FMA, 2 AVX-512F (attention, softmax and GEGLU kernels; the
+/// others stop at AVX2).
 int sds_kernels_level(void);
 
 /// 1 when the AVX2+FMA kernels (or wider) are in use (for the benchmark's report).
