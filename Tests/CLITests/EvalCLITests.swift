@@ -102,3 +102,24 @@ extension CLITests {
         XCTAssertTrue(file.stderr.contains("zeroshot needs a folder, not a file"), file.stderr)
     }
 }
+
+extension CLITests {
+    /// A broken image in a class folder and a missing retrieval image are named on stderr, skipped and
+    /// counted; the rest is scored.
+    func testEvalGeneralBenchmarksNameBadItems() throws {
+        let folder = try temporaryFolder()
+        let classes = folder.appendingPathComponent("classes")
+        try FileManager.default.copyItem(at: Self.root.appendingPathComponent("fixtures/eval/zeroshot"), to: classes)
+        try Data("not a JPEG".utf8).write(to: classes.appendingPathComponent("red_circle/99.jpg"))
+        let coco = folder.appendingPathComponent("coco")
+        try FileManager.default.copyItem(at: Self.root.appendingPathComponent("fixtures/eval/retrieval"), to: coco)
+        try FileManager.default.removeItem(at: coco.appendingPathComponent("val2014/COCO_val2014_000000000003.jpg"))
+        let run = try sdsclip(["eval", "fixtures/demo/clip", classes.path, coco.path, "--resamples", "50"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stderr.contains("skipped zeroshot red_circle/99.jpg: "), run.stderr)
+        XCTAssertTrue(run.stdout.contains("zeroshot (zeroshot, \(classes.path)): 18 of 19 items scored, 1 skipped"), run.stdout)
+        XCTAssertTrue(run.stderr.contains("skipped retrieval-coco-test dataset_coco.json images[2] (COCO_val2014_000000000003.jpg): "), run.stderr)
+        XCTAssertTrue(run.stderr.contains("captions leave the gallery too"), run.stderr)
+        XCTAssertTrue(run.stdout.contains("9 of 10 items scored, 1 skipped"), run.stdout)
+    }
+}

@@ -70,7 +70,7 @@ public struct RetrievalTask: CorpusTask {
                     let positives = Set(gallery[image].texts)
                     guard let best = positives.map({ scores[$0] }).max() else { return }
                     var rank = 0
-                    for (text, score) in scores.enumerated() where score >= best && !positives.contains(text) { rank += multiplicity[text] }
+                    for text in 0..<scores.count where scores[text] >= best && !positives.contains(text) { rank += multiplicity[text] }
                     imageRanks[image] = rank
                 }
                 try captions.scores(against: pictures) { text, scores in

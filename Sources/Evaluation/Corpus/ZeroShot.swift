@@ -105,7 +105,7 @@ enum RankCount {
     /// How many of `scores` other than `excluding` are at least `target`.
     static func atLeast(_ scores: UnsafeBufferPointer<Float>, _ target: Float, excluding: Set<Int>) -> Int {
         var count = 0
-        for (index, score) in scores.enumerated() where score >= target && !excluding.contains(index) { count += 1 }
+        for index in 0..<scores.count where scores[index] >= target && !excluding.contains(index) { count += 1 }
         return count
     }
 }
