@@ -96,6 +96,31 @@ final class GeneralBenchmarkTests: XCTestCase {
         XCTAssertEqual(result.skipped.last?.reason, "no prompt of its class \"c2\" could be embedded")
     }
 
+    /// A unit one compared model could not embed is left out for both; the report pairs the rest.
+    func testCorpusUnitsAreSharedAcrossComparedModels() throws {
+        let prompts: [(String, [Float])] = [("a c0", [1, 0]), ("a c1", [0, 1])]
+        let a = EmbeddingTable.fixed(images: [(image("i0"), [1, 0]), (image("i1"), [0, 1]), (image("i2"), [1, 1.1])], captions: prompts)
+        var b = EmbeddingTable.fixed(images: [(image("i0"), [0, 1]), (image("i2"), [1, 1.1])], captions: prompts)
+        b.fail(image: image("i1"), reason: "i1: unreadable for B")
+        let task = ZeroShotTask(classNames: ["c0", "c1"], templates: ["a {}"],
+                                examples: [.init(id: "0", image: image("i0"), label: 0), .init(id: "1", image: image("i1"), label: 1),
+                                           .init(id: "2", image: image("i2"), label: 1)])
+        let benchmark = Benchmark(name: "toy", kind: .zeroShot, source: "toy/", corpus: task, skipped: [SkippedItem(id: "x", reason: "bad row")])
+        let report = Evaluator.report([benchmark], runs: [ModelRun(label: "A", table: a), ModelRun(label: "B", table: b)],
+                                      bootstrap: BootstrapSettings(resamples: 200))
+        let result = try XCTUnwrap(report.benchmarks.first)
+        XCTAssertEqual(result.rows, 4)
+        XCTAssertEqual(result.scored, 2)
+        XCTAssertEqual(result.skipped.map(\.id), ["x", "1"])
+        let top1 = try XCTUnwrap(result.scores.first)
+        XCTAssertEqual(top1.metric, "top-1")
+        XCTAssertEqual(top1.items, 2)
+        // A gets i0 (c0) and i2 (c1) right; B gets i0 wrong.
+        XCTAssertEqual(top1.models.map(\.correct), [2, 1])
+        XCTAssertEqual(try XCTUnwrap(top1.difference).value, -0.5, accuracy: 1e-12)
+        XCTAssertEqual(result.scores.map(\.metric), ["top-1", "top-2"])
+    }
+
     // MARK: retrieval
 
     func testKarpathySplitsAndBadEntries() throws {
