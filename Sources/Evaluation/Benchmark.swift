@@ -10,6 +10,12 @@ public enum BenchmarkKind: String, CaseIterable, Sendable {
     case aroRelation = "aro-relation"
     /// ARO's VG-Attribution: `visual_genome_attribution.json` + `images/`.
     case aroAttribution = "aro-attribution"
+    /// Zero-shot classification over a folder of class folders (ImageNet-style `ImageFolder`): top-1 and top-5.
+    case zeroShot = "zeroshot"
+    /// Image-text retrieval over a Karpathy-split JSON (`dataset_coco.json`, `dataset_flickr30k.json`): R@1/5/10.
+    case retrieval
+    /// A linear probe of image embeddings for the example world's scene attributes (`example-data` output).
+    case probe
 
     /// Which scores a benchmark of this kind reports.
     public var plan: ScoringPlan {
@@ -26,6 +32,9 @@ public enum BenchmarkKind: String, CaseIterable, Sendable {
         case .aroAttribution:
             return ScoringPlan(metrics: ["accuracy"], overall: true, subsetName: "attributes",
                                macro: MacroAverage(excluded: [], minimumItems: 25))
+        case .zeroShot, .retrieval, .probe:
+            // Scored as a whole: the metrics come with the task's unit groups.
+            return ScoringPlan(metrics: [], overall: true, subsetName: nil, macro: nil)
         }
     }
 }
@@ -60,6 +69,8 @@ public struct Benchmark: Sendable {
     public let items: [BenchmarkItem]
     /// Rows that are not items (malformed JSON, missing fields, bad boxes).
     public let skipped: [SkippedItem]
+    /// Set for benchmarks scored as a whole from the embedding table (zero-shot, retrieval, probe); `items` is then empty.
+    public let corpus: (any CorpusTask)?
 
     public init(name: String, kind: BenchmarkKind, source: String, items: [BenchmarkItem], skipped: [SkippedItem]) {
         self.name = name
@@ -67,9 +78,25 @@ public struct Benchmark: Sendable {
         self.source = source
         self.items = items
         self.skipped = skipped
+        self.corpus = nil
+    }
+
+    public init(name: String, kind: BenchmarkKind, source: String, corpus: any CorpusTask, skipped: [SkippedItem]) {
+        self.name = name
+        self.kind = kind
+        self.source = source
+        self.items = []
+        self.skipped = skipped
+        self.corpus = corpus
     }
 
     public var plan: ScoringPlan { kind.plan }
     /// Every row of the source, read or not.
-    public var rowCount: Int { items.count + skipped.count }
+    public var rowCount: Int { items.count + (corpus?.unitCount ?? 0) + skipped.count }
+
+    /// The images and captions to embed for it.
+    public var inputs: (images: [ImageReference], captions: [String]) {
+        if let corpus { return (corpus.images, corpus.captions) }
+        return (items.flatMap(\.images), items.flatMap(\.captions))
+    }
 }

@@ -28,6 +28,10 @@ public struct EmbeddingTable: Sendable {
         return dot * captions.scales[t] * images.scales[i]
     }
 
+    /// e / max(‖e‖, 1e-12) in double precision, the vectors cosine similarities are made of; nil when not embedded.
+    public func unitVector(of image: ImageReference) -> [Double]? { images.row(image).map(images.unit) }
+    public func unitVector(of caption: String) -> [Double]? { captions.row(caption).map(captions.unit) }
+
     /// Adds rows of `values` ([count, dimension], row-major); an input already present keeps its row.
     mutating func add(images keys: [ImageReference], values: [Float]) { images.add(keys, values: values) }
     mutating func add(captions keys: [String], values: [Float]) { captions.add(keys, values: values) }
@@ -49,6 +53,7 @@ struct EmbeddingRows<Key: Hashable & Sendable>: Sendable {
     var count: Int { rows.count }
     func row(_ key: Key) -> Int? { rows[key] }
     func values(_ row: Int) -> ArraySlice<Float> { flat[row * dimension ..< (row + 1) * dimension] }
+    func unit(_ row: Int) -> [Double] { values(row).map { Double($0) * scales[row] } }
 
     mutating func add(_ keys: [Key], values: [Float]) {
         for (index, key) in keys.enumerated() where rows[key] == nil {

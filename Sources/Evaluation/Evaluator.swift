@@ -6,9 +6,10 @@ public enum Evaluator {
     public static func inputs(_ benchmarks: [Benchmark]) -> (images: [ImageReference], captions: [String]) {
         var images: [ImageReference] = [], captions: [String] = []
         var seenImages = Set<ImageReference>(), seenCaptions = Set<String>()
-        for item in benchmarks.lazy.flatMap(\.items) {
-            images += item.images.filter { seenImages.insert($0).inserted }
-            captions += item.captions.filter { seenCaptions.insert($0).inserted }
+        for benchmark in benchmarks {
+            let needed = benchmark.inputs
+            images += needed.images.filter { seenImages.insert($0).inserted }
+            captions += needed.captions.filter { seenCaptions.insert($0).inserted }
         }
         return (images, captions)
     }
@@ -23,6 +24,7 @@ public enum Evaluator {
     }
 
     static func result(_ benchmark: Benchmark, runs: [ModelRun], bootstrap: Bootstrap) -> BenchmarkResult {
+        if let corpus = benchmark.corpus { return result(benchmark, corpus: corpus, runs: runs, bootstrap: bootstrap) }
         let plan = benchmark.plan
         var skipped = benchmark.skipped
         var scored: [BenchmarkItem] = []
@@ -46,12 +48,34 @@ public enum Evaluator {
                 for metric in value.indices { outcomes[model][metric].append(value[metric]) }
             }
         }
+        let scores = self.scores(UnitOutcomes(metrics: plan.metrics, values: outcomes, subsets: scored.map(\.subset)),
+                                 plan: plan, key: benchmark.name, bootstrap: bootstrap)
+        return BenchmarkResult(name: benchmark.name, kind: benchmark.kind, source: benchmark.source, rows: benchmark.rowCount,
+                               scored: scored.count, skipped: skipped, subsetName: plan.subsetName, scores: scores)
+    }
 
+    /// A benchmark scored as a whole: each unit group's metrics pooled over its units, keyed by the group
+    /// so every group has its own bootstrap draws.
+    static func result(_ benchmark: Benchmark, corpus: any CorpusTask, runs: [ModelRun], bootstrap: Bootstrap) -> BenchmarkResult {
+        let outcome = corpus.evaluate(runs.map(\.table))
+        let plan = ScoringPlan(metrics: [], overall: true, subsetName: nil, macro: nil)
+        var scores: [Score] = []
+        for group in outcome.groups {
+            let key = outcome.groups.count > 1 ? "\(benchmark.name)/\(group.unit)" : benchmark.name
+            scores += self.scores(group, plan: plan, key: key, bootstrap: bootstrap)
+        }
+        return BenchmarkResult(name: benchmark.name, kind: benchmark.kind, source: benchmark.source, rows: benchmark.rowCount,
+                               scored: outcome.scored, skipped: benchmark.skipped + outcome.skipped, subsetName: nil, scores: scores)
+    }
+
+    /// Every score of `plan` over the units of `outcomes`: pooled over all, per subset, and the macro average.
+    static func scores(_ outcomes: UnitOutcomes, plan: ScoringPlan, key: String, bootstrap: Bootstrap) -> [Score] {
+        let units = outcomes.values.first?.first?.count ?? 0
         var scopes: [(ScoreScope, [[Int]])] = []
-        if plan.overall { scopes.append((.all, [Array(scored.indices)])) }
+        if plan.overall { scopes.append((.all, [Array(0..<units)])) }
         if plan.subsetName != nil {
             var members: [String: [Int]] = [:]
-            for (index, item) in scored.enumerated() { if let subset = item.subset { members[subset, default: []].append(index) } }
+            for (index, subset) in outcomes.subsets.enumerated() { if let subset { members[subset, default: []].append(index) } }
             let names = members.keys.sorted()
             scopes += names.map { (.subset($0), [members[$0] ?? []]) }
             if let macro = plan.macro {
@@ -61,20 +85,20 @@ public enum Evaluator {
         }
 
         var scores: [Score] = []
+        let values = outcomes.values
         for (scope, strata) in scopes {
-            guard let result = bootstrap.run(outcomes: outcomes, strata: strata, key: "\(benchmark.name)/\(scope.key)") else { continue }
+            guard let result = bootstrap.run(outcomes: values, strata: strata, key: "\(key)/\(scope.key)") else { continue }
             let pooled: [Int]?
             if case .macro = scope { pooled = nil } else { pooled = strata.first }
-            for (metric, name) in plan.metrics.enumerated() {
-                let models = runs.indices.map { model in
-                    ModelScore(correct: pooled.map { $0.filter { outcomes[model][metric][$0] }.count },
+            for (metric, name) in outcomes.metrics.enumerated() {
+                let models = values.indices.map { model in
+                    ModelScore(correct: pooled.map { $0.filter { values[model][metric][$0] }.count },
                                estimate: result.estimates[model][metric])
                 }
                 scores.append(Score(metric: name, scope: scope, items: strata.reduce(0) { $0 + $1.count }, models: models,
                                     difference: result.differences?[metric]))
             }
         }
-        return BenchmarkResult(name: benchmark.name, kind: benchmark.kind, source: benchmark.source, rows: benchmark.rowCount,
-                               scored: scored.count, skipped: skipped, subsetName: plan.subsetName, scores: scores)
+        return scores
     }
 }

@@ -9,13 +9,19 @@ import WeightsIO
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Score a CLIP on Winoground, SugarCrepe, multiple choice and ARO benchmarks.",
+        abstract: "Score a CLIP on Winoground, SugarCrepe, multiple choice, ARO, zero-shot, retrieval and probe benchmarks.",
         discussion: """
         Each BENCHMARK is a file or folder whose layout is detected, or named as KIND:PATH (winoground, sugarcrepe, \
-        choice, aro, aro-relation, aro-attribution). s(c, i) is the cosine similarity of CLIP's projected caption \
+        choice, aro, aro-relation, aro-attribution, zeroshot, retrieval, probe). s(c, i) is the cosine similarity of CLIP's projected caption \
         and image embeddings. Winoground: text, image and group scores with strict inequalities, overall and per \
         collapsed_tag; SugarCrepe: accuracy per file; multiple choice: accuracy; ARO: accuracy overall, per \
-        relation or attribute pair, and the authors' macro average. Every score has a percentile bootstrap \
+        relation or attribute pair, and the authors' macro average. zeroshot (a folder of class folders, \
+        ImageNet-style; class names from the folder names or classnames.txt/.json, prompts from templates.txt or \
+        --templates, default "a photo of a {}."): top-1 and top-5 accuracy of open_clip's mean-of-prompts \
+        classifier. retrieval (a Karpathy split JSON, dataset_coco.json or dataset_flickr30k.json; --split, images \
+        under --images or the JSON's folder): image→text and text→image R@1/5/10. An example-data folder gives its \
+        test-swaps and a linear probe (logistic regression on the training images' embeddings) per scene \
+        attribute. Every score has a percentile bootstrap \
         interval over items (seeded); --compare scores a second model on the same items and adds the \
         difference with a paired-bootstrap interval. Bad items are named on stderr, skipped and counted.
         """
@@ -33,8 +39,20 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write every score, interval, count and skipped item to this JSON file.", valueName: "FILE"))
     var json: String?
 
-    @Option(help: ArgumentHelp("The image folder of SugarCrepe (COCO val2017) or ARO (default: val2017/ or images/ beside the JSON files).", valueName: "DIR"))
+    @Option(help: ArgumentHelp("The image folder of SugarCrepe (COCO val2017), ARO or retrieval (default: val2017/ or images/ beside the JSON files; "
+                               + "retrieval: the JSON's folder, holding filepath/filename).", valueName: "DIR"))
     var images: String?
+
+    @Option(help: ArgumentHelp("The Karpathy split retrieval scores: test, val, restval or train.", valueName: "SPLIT"))
+    var split = KarpathyReader.defaultSplit
+
+    @Option(help: ArgumentHelp("Zero-shot class names: a .txt (one a line, in sorted folder order) or .json ({\"FOLDER\": \"name\"}) file "
+                               + "(default: classnames.txt/.json in the folder, else the folder names).", valueName: "FILE"))
+    var classnames: String?
+
+    @Option(help: ArgumentHelp("Zero-shot prompt templates, one a line with {} for the class name (default: templates.txt in the folder, "
+                               + "else \"a photo of a {}.\").", valueName: "FILE"))
+    var templates: String?
 
     @Option(help: "A configuration file for MODEL (transformers config.json or OpenCLIP config).")
     var config: String?
@@ -58,11 +76,15 @@ struct EvalCommand: ParsableCommand {
         guard !benchmarks.isEmpty else { throw ValidationError("give at least one BENCHMARK") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         guard (1...100_000).contains(resamples) else { throw ValidationError("--resamples must be 1 to 100000") }
+        guard KarpathyReader.splits.contains(split) else {
+            throw ValidationError("--split must be one of \(KarpathyReader.splits.joined(separator: ", ")), got \(split)")
+        }
     }
 
     func run() throws {
         try reportingErrors {
-            let loaded = try BenchmarkLoader.open(benchmarks.map(BenchmarkSpec.init(argument:)), images: images)
+            let options = BenchmarkOptions(images: images, split: split, classNames: classnames, templates: templates)
+            let loaded = try BenchmarkLoader.open(benchmarks.map(BenchmarkSpec.init(argument:)), options: options)
             let inputs = Evaluator.inputs(loaded)
             var runs: [ModelRun] = []
             for (path, configuration) in [(model, config)] + (compare.map { [($0, compareConfig)] } ?? []) {

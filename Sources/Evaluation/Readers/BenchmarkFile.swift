@@ -49,10 +49,10 @@ enum BenchmarkFile {
     /// Each non-blank line of a JSON Lines file made an item by `read`, which throws a `RowProblem` for a
     /// row that cannot be one (the row is then skipped). Ids are `NAME:LINE`, plus ` (id X)` when the row
     /// has an `id`.
-    static func jsonLines(_ file: String, what: String,
-                          _ read: (_ fields: RowFields, _ id: String) throws(RowProblem) -> BenchmarkItem) throws -> RowCollector {
+    static func jsonLines<Item>(_ file: String, what: String,
+                                _ read: (_ fields: RowFields, _ id: String) throws(RowProblem) -> Item) throws -> Rows<Item> {
         let name = fileName(file)
-        var rows = RowCollector()
+        var rows = Rows<Item>()
         for (number, line) in lines(try bytes(file, what: what)) {
             let parsed = record(line).map(RowFields.init(object:))
             let label = (try? parsed.get())?.label("id")
@@ -93,11 +93,14 @@ enum BenchmarkFile {
 }
 
 /// A benchmark's items and the rows that are not items, gathered row by row.
-struct RowCollector {
-    var items: [BenchmarkItem] = []
+typealias RowCollector = Rows<BenchmarkItem>
+
+/// Rows read as `Item`s, and the rows that could not be, with the reason.
+struct Rows<Item> {
+    var items: [Item] = []
     var skipped: [SkippedItem] = []
 
-    mutating func add(id: String, _ read: () throws(RowProblem) -> BenchmarkItem) {
+    mutating func add(id: String, _ read: () throws(RowProblem) -> Item) {
         do {
             items.append(try read())
         } catch {
