@@ -18,7 +18,9 @@ For each single-file LDM fixture (fixtures/sd: SD1 .ckpt and .safetensors, SD1 .
   max|a-b| <= 1e-5 * max|b| (the weights are copied exactly, so only op-order noise remains);
 - f16/bf16: every tensor must equal the float32 folder's tensor cast with torch's `.to(dtype)`, and the
   prompt run in that dtype must stay within 0.05 (f16) / 0.15 (bf16) of the float32 image.
-A failed conversion must leave no OUT_DIR behind.
+A --config folder without a scheduler gives PNDMScheduler from the checkpoint's `betas` buffer: its
+alphas_cumprod and 50-step timesteps must equal diffusers' own (schedule.reference). A failed
+conversion must leave no OUT_DIR behind.
 
 Usage: interop_sd_convert.py --cli PATH/TO/sdsclip [--fixtures fixtures/sd]
 Prints one line per check and `interop-sd: N passed, M failed`; exit status 1 on any failure.
@@ -26,6 +28,7 @@ Prints one line per check and `interop-sd: N passed, M failed`; exit status 1 on
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -212,6 +215,29 @@ def check_components(label, fixtures, out, unet_bundle, text_bundle):
     return results
 
 
+def check_scheduler_from_checkpoint(cli, fixtures, workdir):
+    """A --config folder without a scheduler: PNDMScheduler with the schedule of the checkpoint's betas buffer
+    must give diffusers' own float32 alphas_cumprod and PNDM's 50-step timesteps (schedule.reference)."""
+    config = os.path.join(workdir, "config")
+    for component in ("unet", "vae", "text_encoder"):
+        os.makedirs(os.path.join(config, component))
+        shutil.copy(os.path.join(fixtures, "sd1_diffusers", component, "config.json"), os.path.join(config, component))
+    out = os.path.join(workdir, "out")
+    proc = subprocess.run([cli, "convert", "--quiet", os.path.join(fixtures, "sd1_tiny.safetensors"), out, "--layout", "diffusers",
+                           "--config", config], capture_output=True, text=True, timeout=TIME_LIMIT)
+    if proc.returncode != 0:
+        return [(False, f"scheduler from betas: convert failed ({proc.returncode}): {proc.stderr.strip()}")]
+    pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
+    reference = bundle(fixtures, "schedule")
+    scheduler = pipe.scheduler
+    same_alphas = torch.equal(scheduler.alphas_cumprod.float(), reference["alphas_cumprod.float32"])
+    scheduler.set_timesteps(50)
+    same_steps = torch.equal(scheduler.timesteps.to(torch.int64), reference["pndm.timesteps"])
+    return [(type(scheduler).__name__ == "PNDMScheduler" and same_alphas and same_steps,
+             f"scheduler from the checkpoint's betas: {type(scheduler).__name__}, alphas_cumprod equal {same_alphas}, "
+             f"50-step PNDM timesteps equal {same_steps}")]
+
+
 def check_refusal(cli, fixtures, workdir):
     """Non-standard sizes without --config must fail cleanly and leave nothing behind."""
     out = os.path.join(workdir, "refused")
@@ -231,6 +257,8 @@ def main():
     for case in CASES:
         with tempfile.TemporaryDirectory() as workdir:
             results += check_case(args.cli, args.fixtures, case, workdir)
+    with tempfile.TemporaryDirectory() as workdir:
+        results += check_scheduler_from_checkpoint(args.cli, args.fixtures, workdir)
     with tempfile.TemporaryDirectory() as workdir:
         results.append(check_refusal(args.cli, args.fixtures, workdir))
     failed = 0
