@@ -40,7 +40,8 @@ let package = Package(
         .target(name: "Layouts"),
         // Imaging for the preprocessing an exported model's processor config describes.
         .target(name: "Checkpoints", dependencies: ["WeightsIO", "Tensors", "Models", "Layouts", "Imaging"]),
-        .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO", "CArchive",
+        // Evaluation for `finetune --eval` (the same scoring as `sdsclip eval`).
+        .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO", "CArchive", "Evaluation",
                                                    .product(name: "Yams", package: "Yams")]),
         .target(name: "Evaluation", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO"]),
         .executableTarget(

@@ -16,6 +16,9 @@ public enum AtomicFolder {
         case refuse
         /// Swap the new folder in once it is complete. Only folders are replaced, never a file.
         case replace
+        /// Take the place of an empty folder (one made for the output), never of anything holding files:
+        /// rename(2) itself refuses to replace a folder that is not empty, so nothing is ever deleted.
+        case replaceIfEmpty
     }
 
     /// The hidden sibling a folder for `destination` is built in.
@@ -39,7 +42,7 @@ public enum AtomicFolder {
         do {
             try body(staging)
             try checkDestination(destination, existing: existing)
-            try move(staging, to: destination)
+            if existing == .replaceIfEmpty { try rename(staging, to: destination) } else { try move(staging, to: destination) }
         } catch {
             try? manager.removeItem(atPath: staging)
             throw error
@@ -75,6 +78,11 @@ public enum AtomicFolder {
         case .replace:
             guard (info.st_mode & S_IFMT) == S_IFDIR else {
                 throw WeightsError(.io, file: destination, "the output exists and is not a folder; only a folder is replaced")
+            }
+        case .replaceIfEmpty:
+            let entries = (info.st_mode & S_IFMT) == S_IFDIR ? try? FileManager.default.contentsOfDirectory(atPath: destination) : nil
+            guard entries?.isEmpty == true else {
+                throw WeightsError(.io, file: destination, "the output exists and is not an empty folder; choose a new folder")
             }
         }
     }

@@ -11,6 +11,11 @@ struct ConvertCommand: ParsableCommand {
         so a failure never leaves a partial file or damages an existing one (--fsync also makes it survive \
         a power loss). Tensor views are packed; \
         non-float tensors keep their dtype whatever --dtype says.
+
+        --layout diffusers writes a single-file SD 1.x/2.x checkpoint as a complete diffusers pipeline folder \
+        (unet, vae, text_encoder, tokenizer, scheduler, feature_extractor, model_index.json) that \
+        StableDiffusionPipeline.from_pretrained loads as it is; --dtype applies to its weights (keep: each \
+        tensor's stored dtype). No safety checker is included (model_index.json says null).
         """
     )
 
@@ -44,9 +49,19 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "With --layout diffusers: take the UNet from the checkpoint's model_ema.* copy.")
     var ema = false
 
+    @Option(name: .customLong("prediction-type"),
+            help: "With --layout diffusers: the scheduler's prediction type, epsilon or v_prediction (SD 2.x 768-v); default: the --config folder's scheduler, else epsilon.")
+    var predictionType: PredictionArgument?
+
+    func validate() throws {
+        if layout == nil, predictionType != nil || ema || config != nil {
+            throw ValidationError("--config, --ema and --prediction-type apply to --layout diffusers only")
+        }
+    }
+
     func run() throws {
         try reportingErrors {
-            if let layout { return try convertToLayout(layout, configuration: config, extractEMA: ema) }
+            if let layout { return try convertToLayout(layout) }
             let quiet = self.quiet
             let summary = try WeightsConverter.convert(input: input, output: output, dtype: dtype.dtype,
                                                        durability: fsync ? .durable : .atomic) { store in

@@ -14,7 +14,9 @@ struct FinetuneCommand: ParsableCommand {
         on the caption, denoises the latent h_w makes from the image. OUT receives checkpoints/step-N/ (the \
         last --keep-checkpoints), final/ (the distilled CLIP, loadable by every sdsclip command, with h_w in \
         final/latent_map/), metrics.jsonl and loss.png. SIGINT or SIGTERM writes a checkpoint and exits \
-        with status 130 or 143; --resume latest continues exactly where it stopped.
+        with status 130 or 143; --resume latest continues exactly where it stopped. --eval BENCH… (as sdsclip \
+        eval takes them) scores the CLIP every --eval-every steps and at the end, into metrics.jsonl beside \
+        the losses, without touching the training's randomness.
         """
     )
 
@@ -63,6 +65,8 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .customLong("log-every"), help: help("log-every")) var logEvery: String?
     @Option(name: .customLong("max-bad-fraction"), help: help("max-bad-fraction")) var maxBadFraction: String?
     @Option(name: .customLong("shuffle-buffer"), help: help("shuffle-buffer")) var shuffleBuffer: String?
+    @Option(name: .customLong("eval-every"), help: help("eval-every")) var evalEvery: String?
+    @Option(name: .customLong("eval"), parsing: .upToNextOption, help: help("eval")) var eval: [String] = []
 
     @Option(help: "A JSON or YAML file of settings (the same keys as the flags, e.g. batch-size: 16).")
     var config: String?
@@ -108,10 +112,12 @@ struct FinetuneCommand: ParsableCommand {
             ("keep-checkpoints", keepCheckpoints),
             ("log-every", logEvery),
             ("max-bad-fraction", maxBadFraction),
-            ("shuffle-buffer", shuffleBuffer)
+            ("shuffle-buffer", shuffleBuffer),
+            ("eval-every", evalEvery)
         ]
         var values: [String: Any] = [:]
         for (key, value) in pairs { if let value { values[key] = value } }
+        if !eval.isEmpty { values["eval"] = eval }
         return values
     }
 

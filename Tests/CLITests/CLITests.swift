@@ -81,6 +81,29 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(dtypes, ["F32", "I64"], "floats cast to F32, the integer buffers kept")
     }
 
+    func testConvertToDiffusersHonoursDTypeAndPredictionType() throws {
+        let folder = try temporaryFolder()
+        let output = folder.appendingPathComponent("pipeline").path
+        let run = try sdsclip(["convert", "fixtures/sd/sd2_tiny.safetensors", output, "--layout", "diffusers", "--config", "fixtures/sd/sd2_diffusers",
+                               "--dtype", "bf16", "--prediction-type", "v_prediction"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stderr.contains("bf16") && run.stderr.contains("no safety checker"), run.stderr)
+        let back = try sdsclip(["inspect", output + "/unet", "--json"])
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(back.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(Set(try XCTUnwrap(json["tensors"] as? [[String: Any]]).compactMap { $0["dtype"] as? String }), ["BF16"])
+        let scheduler = try Data(contentsOf: URL(fileURLWithPath: output + "/scheduler/scheduler_config.json"))
+        XCTAssertTrue(String(decoding: scheduler, as: UTF8.self).contains("\"v_prediction\""))
+        for name in ["tokenizer/vocab.json", "tokenizer/merges.txt", "feature_extractor/preprocessor_config.json", "model_index.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: output + "/" + name), name)
+        }
+        // Options of the diffusers layout without it are a usage error, and nothing is written.
+        let flat = folder.appendingPathComponent("flat.safetensors").path
+        let misuse = try sdsclip(["convert", "fixtures/sd/sd1_tiny.safetensors", flat, "--prediction-type", "epsilon"])
+        XCTAssertNotEqual(misuse.status, 0)
+        XCTAssertTrue(misuse.stderr.contains("--layout diffusers"), misuse.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: flat))
+    }
+
     func testFailedConvertLeavesNoFileAndKeepsAnExistingOne() throws {
         let folder = try temporaryFolder()
         let output = folder.appendingPathComponent("out.safetensors")

@@ -139,6 +139,74 @@ final class FinetuneCLITests: XCTestCase {
         try assertSameResult(reference, out)
     }
 
+    /// Evaluation lines of metrics.jsonl as JSON objects.
+    func evaluationLines(_ out: String) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8)
+        return text.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+        }.filter { $0["benchmark"] != nil }
+    }
+
+    /// `--eval-every 4 --eval test-swaps`: scores at steps 4, 8 and 12 beside the losses, the last equal to
+    /// `sdsclip eval` of the distilled CLIP; training is bit-identical to a run without evaluation, and a
+    /// run interrupted by SIGINT and resumed logs exactly what the uninterrupted one does.
+    func testEvaluationDuringTrainingIsLoggedAndChangesNothing() throws {
+        let folder = try temporaryFolder()
+        let data = try exampleData(in: folder)
+        let plain = folder.appendingPathComponent("plain").path, evaluated = folder.appendingPathComponent("evaluated").path
+        let evalFlags = ["--eval-every", "4", "--eval", data + "/test-swaps.jsonl"]
+        XCTAssertEqual(try run(arguments(data: data, out: plain)).status, 0)
+        let result = try run(arguments(data: data, out: evaluated) + evalFlags)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("eval step 4: test-swaps text "), result.stderr)
+        XCTAssertEqual(try contents(plain + "/final/model.safetensors"), try contents(evaluated + "/final/model.safetensors"))
+        XCTAssertEqual(try contents(plain + "/final/latent_map/latent_map.safetensors"), try contents(evaluated + "/final/latent_map/latent_map.safetensors"))
+        XCTAssertEqual(try metricsWithoutTimes(plain), try metricsWithoutTimes(evaluated).filter { !$0.contains("\"benchmark\"") })
+
+        let lines = try evaluationLines(evaluated)
+        XCTAssertEqual(lines.map { $0["step"] as? Int }, [4, 4, 4, 8, 8, 8, 12, 12, 12])
+        XCTAssertEqual(lines.prefix(3).map { $0["metric"] as? String }, ["text", "image", "group"])
+        for line in lines {
+            XCTAssertEqual(line["benchmark"] as? String, "test-swaps")
+            XCTAssertEqual(line["scope"] as? String, "all")
+            let value = try XCTUnwrap(line["value"] as? Double), interval = try XCTUnwrap(line["interval"] as? [Double])
+            XCTAssertTrue((0...1).contains(value) && interval.count == 2 && interval[0] <= value && value <= interval[1], "\(line)")
+        }
+        // The last scores are `sdsclip eval`'s on the distilled CLIP: same readers, scoring and bootstrap.
+        let report = folder.appendingPathComponent("eval.json").path
+        let eval = try run(["eval", evaluated + "/final", data + "/test-swaps.jsonl", "--json", report])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: contents(report)) as? [String: Any])
+        let scores = try XCTUnwrap(((json["benchmarks"] as? [[String: Any]])?.first)?["scores"] as? [[String: Any]])
+        let expected = scores.compactMap { score -> [Double]? in
+            guard let model = (score["models"] as? [[String: Any]])?.first else { return nil }
+            return [model["value"], model["low"], model["high"]].compactMap { $0 as? Double }
+        }
+        let logged = lines.suffix(3).map { line -> [Double] in
+            [line["value"] as? Double ?? .nan] + ((line["interval"] as? [Double]) ?? [])
+        }
+        XCTAssertEqual(logged, expected)
+
+        // SIGINT after the first evaluation, then --resume latest: the same log and weights.
+        let out = folder.appendingPathComponent("interrupted").path
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments(data: data, out: out) + evalFlags
+        process.currentDirectoryURL = Self.root
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        while process.isRunning, ((try? String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8))?.split(separator: "\n").count ?? 0) < 8 {
+            usleep(5_000)
+        }
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 130)
+        let resumed = try run(["finetune", "--out", out, "--resume", "latest"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        try assertSameResult(evaluated, out)
+    }
+
     func testBadConfigurationFailsBeforeAnyWork() throws {
         let folder = try temporaryFolder()
         let data = try exampleData(in: folder)

@@ -207,6 +207,212 @@ final class StableDiffusionConvertTests: XCTestCase {
         try assertFolderVerifies(sd2, unet: "unet_sd2.reference.safetensors", text: "text_sd2.reference.safetensors")
     }
 
+    static func json(_ path: String) throws -> [String: Any] {
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+        return try XCTUnwrap(object as? [String: Any], path)
+    }
+
+    static func bytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+
+    static func contents(_ files: [ExportedFile]) -> [String: [UInt8]] {
+        files.reduce(into: [:]) { result, file in
+            if case .bytes(let bytes) = file.content { result[file.path] = bytes }
+        }
+    }
+
+    /// A configuration folder with the sd1 fixture's component configs and no scheduler.
+    func configurationWithoutScheduler() throws -> String {
+        let folder = temporaryFolder()
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: folder) }
+        for component in ["unet", "vae", "text_encoder"] {
+            try FileManager.default.createDirectory(atPath: folder + "/" + component, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Self.fixture("sd1_diffusers/\(component)/config.json"), toPath: folder + "/\(component)/config.json")
+        }
+        return folder
+    }
+
+    func testFolderIsACompletePipeline() throws {
+        let out = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        _ = try DiffusersFolderWriter.convert(Self.fixture("sd1_tiny.ckpt"), to: out, configuration: Self.fixture("sd1_diffusers"))
+        let index = try Self.json(out + "/model_index.json")
+        XCTAssertEqual(index["_class_name"] as? String, "StableDiffusionPipeline")
+        XCTAssertEqual(index["_diffusers_version"] as? String, "0.42.1")
+        XCTAssertEqual(index["requires_safety_checker"] as? Bool, false)
+        let expected: [String: [String]] = [
+            "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+            "scheduler": ["diffusers", "PNDMScheduler"], "feature_extractor": ["transformers", "CLIPImageProcessor"],
+        ]
+        for (component, pair) in expected {
+            XCTAssertEqual(index[component] as? [String], pair, component)
+            var isDirectory: ObjCBool = false
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + component, isDirectory: &isDirectory) && isDirectory.boolValue, component)
+        }
+        for absent in ["safety_checker", "image_encoder"] {
+            XCTAssertEqual((index[absent] as? [Any])?.map { $0 is NSNull }, [true, true], absent)
+        }
+        // Every non-null component of model_index.json and nothing else: diffusers loads exactly these.
+        let folders = try FileManager.default.contentsOfDirectory(atPath: out).filter { !$0.hasSuffix(".json") }
+        XCTAssertEqual(Set(folders), Set(expected.keys))
+
+        // The tokenizer has the text encoder's 1000 ids: 512 byte symbols, the first 486 merges, SOT 998, EOT 999.
+        let vocabulary = try XCTUnwrap(try Self.json(out + "/tokenizer/vocab.json") as? [String: Int])
+        XCTAssertEqual(vocabulary.count, 1000)
+        XCTAssertEqual(vocabulary["<|startoftext|>"], 998)
+        XCTAssertEqual(vocabulary["<|endoftext|>"], 999)
+        XCTAssertEqual(Set(vocabulary.values), Set(0..<1000))
+        let config = try Self.json(out + "/tokenizer/tokenizer_config.json")
+        XCTAssertEqual(config["pad_token"] as? String, "<|endoftext|>")
+        XCTAssertEqual(config["model_max_length"] as? Int, 16)
+        XCTAssertEqual(config["tokenizer_class"] as? String, "CLIPTokenizer")
+        // …and is the prefix of what `export --layout hf` writes from the full vocabulary.
+        let exported = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: exported) }
+        try CLIPExporter.export(modelAt: CLIPExportTests.fixture("hf"), to: exported, options: .init(layout: .huggingFace))
+        let merges = String(decoding: try Self.bytes(out + "/tokenizer/merges.txt"), as: UTF8.self).split(separator: "\n")
+        let fullMerges = String(decoding: try Self.bytes(exported + "/merges.txt"), as: UTF8.self).split(separator: "\n")
+        XCTAssertEqual(merges.count, 1 + 486)
+        XCTAssertEqual(Array(fullMerges.prefix(487)), merges)
+        let full = try XCTUnwrap(try Self.json(exported + "/vocab.json") as? [String: Int])
+        XCTAssertEqual(vocabulary.filter { $0.value < 998 }, full.filter { $0.value < 998 })
+
+        let processor = try Self.json(out + "/feature_extractor/preprocessor_config.json")
+        XCTAssertEqual(processor["image_processor_type"] as? String, "CLIPImageProcessor")
+        XCTAssertEqual(processor["crop_size"] as? [String: Int], ["height": 224, "width": 224])
+        XCTAssertEqual(processor["size"] as? [String: Int], ["shortest_edge": 224])
+        // The configuration folder's scheduler is copied (sd1: PNDM).
+        XCTAssertEqual(NSDictionary(dictionary: try Self.json(out + "/scheduler/scheduler_config.json")),
+                       NSDictionary(dictionary: try Self.json(Self.fixture("sd1_diffusers/scheduler/scheduler_config.json"))))
+    }
+
+    func testFullSizeTokenizerEqualsTheExportedOne() throws {
+        let exported = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: exported) }
+        try CLIPExporter.export(modelAt: CLIPExportTests.fixture("hf"), to: exported, options: .init(layout: .huggingFace))
+        let text = CLIPTextConfiguration(vocabularySize: 49408, contextLength: 16, width: 24, layers: 1, heads: 4)
+        let sd1 = Self.contents(try DiffusersPipelineFiles.tokenizer(text, version: .sd1, file: "test"))
+        let sd2 = Self.contents(try DiffusersPipelineFiles.tokenizer(text, version: .sd2, file: "test"))
+        for name in ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"] {
+            let reference = try Self.bytes(exported + "/" + name)
+            XCTAssertEqual(sd1["tokenizer/" + name], reference, name)
+            if ["vocab.json", "merges.txt"].contains(name) { XCTAssertEqual(sd2["tokenizer/" + name], reference, name) }
+        }
+        // SD2's OpenCLIP text tower pads with "!" (id 0), as stabilityai/stable-diffusion-2's tokenizer.
+        for name in ["tokenizer_config.json", "special_tokens_map.json"] {
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(sd2["tokenizer/" + name] ?? [])) as? [String: Any])
+            XCTAssertEqual(object["pad_token"] as? String, "!", name)
+            XCTAssertEqual(object["eos_token"] as? String, "<|endoftext|>", name)
+        }
+        let tiny = CLIPTextConfiguration(vocabularySize: 300, contextLength: 16, width: 24, layers: 1, heads: 4)
+        XCTAssertThrowsError(try DiffusersPipelineFiles.tokenizer(tiny, version: .sd1, file: "x.ckpt")) {
+            XCTAssertTrue("\($0)".contains("x.ckpt") && "\($0)".contains("300 tokens"), "\($0)")
+        }
+    }
+
+    func testSchedulerFromTheCheckpointAndPredictionType() throws {
+        let configuration = try configurationWithoutScheduler()
+        let out = temporaryFolder(), velocity = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: out); try? FileManager.default.removeItem(atPath: velocity) }
+        let summary = try DiffusersFolderWriter.convert(Self.fixture("sd1_tiny.safetensors"), to: out, configuration: configuration)
+        XCTAssertEqual(summary.scheduler, "PNDMScheduler")
+        let scheduler = try Self.json(out + "/scheduler/scheduler_config.json")
+        // The fixture's `betas` buffer is LDM's float64 scaled-linear schedule stored as float32.
+        XCTAssertEqual(scheduler["_class_name"] as? String, "PNDMScheduler")
+        XCTAssertEqual(scheduler["beta_start"] as? Double, 0.00085)
+        XCTAssertEqual(scheduler["beta_end"] as? Double, 0.012)
+        XCTAssertEqual(scheduler["beta_schedule"] as? String, "scaled_linear")
+        XCTAssertEqual(scheduler["num_train_timesteps"] as? Int, 1000)
+        XCTAssertEqual(scheduler["steps_offset"] as? Int, 1)
+        XCTAssertEqual(scheduler["skip_prk_steps"] as? Bool, true)
+        XCTAssertEqual(scheduler["set_alpha_to_one"] as? Bool, false)
+        XCTAssertEqual(scheduler["prediction_type"] as? String, "epsilon")
+        XCTAssertTrue(scheduler["trained_betas"] is NSNull)
+        _ = try DiffusersFolderWriter.convert(Self.fixture("sd2_tiny.safetensors"), to: velocity, configuration: Self.fixture("sd2_diffusers"),
+                                              prediction: .velocity)
+        // sd2's configuration folder has a DDIMScheduler: kept, and named so in model_index.json.
+        let ddim = try Self.json(velocity + "/scheduler/scheduler_config.json")
+        XCTAssertEqual(ddim["_class_name"] as? String, "DDIMScheduler")
+        XCTAssertEqual(ddim["prediction_type"] as? String, "v_prediction")
+        XCTAssertEqual(try Self.json(velocity + "/model_index.json")["scheduler"] as? [String], ["diffusers", "DDIMScheduler"])
+        XCTAssertEqual(try Self.json(velocity + "/tokenizer/special_tokens_map.json")["pad_token"] as? String, "!")
+    }
+
+    /// Every tensor of `folder`'s component files, as Float32 values with their dtype.
+    func weights(_ folder: String) throws -> [String: (dtype: DType, values: [Float])] {
+        var result: [String: (dtype: DType, values: [Float])] = [:]
+        for file in ["unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"] {
+            let store = try WeightsReader.open(folder + "/" + file)
+            for record in store.orderedRecords {
+                result[file + ":" + record.name] = (dtype: record.dtype, values: try DTypeConversion.floats(of: record))
+            }
+        }
+        return result
+    }
+
+    func testDTypeAppliesToEveryWeight() throws {
+        let f32 = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: f32) }
+        let written = try DiffusersFolderWriter.convert(Self.fixture("sd1_tiny.ckpt"), to: f32, configuration: Self.fixture("sd1_diffusers"))
+        let reference = try weights(f32)
+        XCTAssertEqual(reference.count, written.components.reduce(0) { $0 + $1.tensors })
+        XCTAssertTrue(reference.values.allSatisfy { $0.dtype == .f32 })
+        for dtype in [DType.f16, .bf16] {
+            let out = temporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let summary = try DiffusersFolderWriter.convert(Self.fixture("sd1_tiny.ckpt"), to: out, configuration: Self.fixture("sd1_diffusers"), dtype: dtype)
+            XCTAssertEqual(summary.dtypes, [dtype: reference.count])
+            let cast = try weights(out)
+            XCTAssertEqual(Set(cast.keys), Set(reference.keys))
+            for (name, (stored, values)) in cast {
+                XCTAssertEqual(stored, dtype, name)
+                // Exactly the float32 weights rounded to the dtype (round to nearest even, as torch's .to()).
+                let original = try XCTUnwrap(reference[name]).values
+                var bytes = [UInt8](repeating: 0, count: original.count * dtype.byteSize)
+                try original.withUnsafeBufferPointer { source in
+                    try bytes.withUnsafeMutableBytes { try DTypeConversion.fromFloat32(source, to: dtype, into: $0) }
+                }
+                var rounded = [Float](repeating: 0, count: original.count)
+                try bytes.withUnsafeBytes { raw in
+                    try rounded.withUnsafeMutableBufferPointer { try DTypeConversion.toFloat32(raw, dtype: dtype, into: $0) }
+                }
+                XCTAssertEqual(values, rounded, name)
+            }
+            // Loaded in float32 unless torch_dtype says otherwise, as diffusers loads the UNet and VAE.
+            let text = try Self.json(out + "/text_encoder/config.json")
+            XCTAssertEqual(text["torch_dtype"] as? String, "float32")
+            XCTAssertEqual(text["initializer_factor"] as? Double, 1.0)
+            XCTAssertTrue(String(decoding: try Self.bytes(out + "/text_encoder/config.json"), as: UTF8.self).contains("\"initializer_factor\":1.0"),
+                          "floats stay floats (transformers 5 refuses an int here)")
+        }
+    }
+
+    func testKeepTakesEachStoredDTypeAndAnEmptyFolderIsFilled() throws {
+        // An f16 single file (the flat `convert --dtype f16` of the fixture): keep writes f16, f32 casts back.
+        let scratch = temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let half = scratch + "/sd1_f16.safetensors"
+        _ = try WeightsConverter.convert(input: Self.fixture("sd1_tiny.safetensors"), output: half, dtype: .f16)
+        let kept = scratch + "/kept", widened = scratch + "/widened"
+        try FileManager.default.createDirectory(atPath: kept, withIntermediateDirectories: true)   // empty: taken over
+        let keep = try DiffusersFolderWriter.convert(half, to: kept, configuration: Self.fixture("sd1_diffusers"))
+        XCTAssertEqual(Array(keep.dtypes.keys), [.f16])
+        let wide = try DiffusersFolderWriter.convert(half, to: widened, configuration: Self.fixture("sd1_diffusers"), dtype: .f32)
+        XCTAssertEqual(Array(wide.dtypes.keys), [.f32])
+        let halves = try weights(kept), singles = try weights(widened)
+        XCTAssertEqual(halves.count, singles.count)
+        for (name, value) in halves { XCTAssertEqual(singles[name]?.values, value.values, name) }
+        // A folder holding anything is never replaced, and nothing of it is touched.
+        try FileManager.default.createDirectory(atPath: scratch + "/busy", withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: scratch + "/busy/notes.txt"))
+        XCTAssertThrowsError(try DiffusersFolderWriter.convert(half, to: scratch + "/busy", configuration: Self.fixture("sd1_diffusers"))) {
+            XCTAssertTrue("\($0)".contains("not an empty folder"), "\($0)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch + "/busy"), ["notes.txt"])
+        XCTAssertThrowsError(try DiffusersFolderWriter.convert(half, to: scratch + "/x", configuration: Self.fixture("sd1_diffusers"), dtype: .i32))
+    }
+
     func testRefusesFoldersAndNonStandardSizesWithoutConfig() throws {
         let out = temporaryFolder()
         XCTAssertThrowsError(try DiffusersFolderWriter.convert(Self.fixture("sd1_diffusers"), to: out)) {

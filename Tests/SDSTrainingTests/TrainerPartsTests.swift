@@ -84,6 +84,32 @@ final class TrainerPartsTests: XCTestCase {
         XCTAssertTrue(message(["clip": "a", "teacher": "b", "data": "c", "out": "d", "t-min": 500, "t-max": 100]).contains("t-min"))
     }
 
+    func testEvaluationSettingsFromFilesAndFlags() throws {
+        var configuration = FinetuneConfiguration()
+        try configuration.apply(["eval-every": 5, "eval": ["data/test-swaps.jsonl", "winoground:wino"]], origin: "file")
+        XCTAssertEqual(configuration.evalEvery, 5)
+        XCTAssertEqual(configuration.eval, ["data/test-swaps.jsonl", "winoground:wino"])
+        // One benchmark may be a plain string; flags arrive as strings.
+        try configuration.apply(["eval": "choice:mc.jsonl", "eval-every": "3"], origin: "command line")
+        XCTAssertEqual(configuration.eval, ["choice:mc.jsonl"])
+        XCTAssertEqual(configuration.evalEvery, 3)
+        XCTAssertEqual(configuration.values["eval"] as? [String], ["choice:mc.jsonl"])
+        XCTAssertNil(FinetuneConfiguration().values["eval"], "no benchmarks: not shown")
+        // The effective configuration as checkpoints store it (JSON) reads back the same.
+        let stored = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(configuration.json.utf8)) as? [String: Any])
+        var again = FinetuneConfiguration()
+        try again.apply(stored, origin: "state.json")
+        XCTAssertEqual(again, configuration)
+
+        var bad = FinetuneConfiguration()
+        XCTAssertThrowsError(try bad.apply(["eval": [1, 2]], origin: "run.yaml")) {
+            XCTAssertTrue("\($0)".contains("run.yaml") && "\($0)".contains("'eval'"), "\($0)")
+        }
+        var lonely = FinetuneConfiguration()
+        try lonely.apply(["clip": "a", "teacher": "b", "data": "c", "out": "d", "eval-every": 2], origin: "test")
+        XCTAssertThrowsError(try lonely.validate()) { XCTAssertTrue("\($0)".contains("--eval BENCH"), "\($0)") }
+    }
+
     func testCheckpointRoundTripKeepsTheNewestAndIgnoresPartials() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdsclip-ckpt-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }

@@ -64,6 +64,37 @@ final class AtomicFolderAndSHA256Tests: XCTestCase {
         XCTAssertEqual(try entries(parent), ["out"], "the replaced folder is removed")
     }
 
+    func testReplaceIfEmptyTakesAnEmptyFolderOnlyAndNeverDeletes() throws {
+        let parent = try temporaryFolder()
+        let out = parent.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: false)
+        try AtomicFolder.write(to: out.path, existing: .replaceIfEmpty) { staging in
+            try Data("new".utf8).write(to: URL(fileURLWithPath: staging + "/new.txt"))
+        }
+        XCTAssertEqual(try entries(out), ["new.txt"])
+        XCTAssertEqual(try entries(parent), ["out"])
+        // Now it holds a file: refused before any work.
+        var ran = false
+        XCTAssertThrowsError(try AtomicFolder.write(to: out.path, existing: .replaceIfEmpty) { _ in ran = true }) {
+            XCTAssertTrue("\($0)".contains("not an empty folder"), "\($0)")
+        }
+        XCTAssertFalse(ran)
+        // An empty folder that gains a file while the new one is built is left alone, with its file.
+        let other = parent.appendingPathComponent("other")
+        try FileManager.default.createDirectory(at: other, withIntermediateDirectories: false)
+        XCTAssertThrowsError(try AtomicFolder.write(to: other.path, existing: .replaceIfEmpty) { staging in
+            try Data("new".utf8).write(to: URL(fileURLWithPath: staging + "/new.txt"))
+            try Data("mine".utf8).write(to: other.appendingPathComponent("mine.txt"))
+        })
+        XCTAssertEqual(try entries(other), ["mine.txt"])
+        XCTAssertEqual(try entries(parent), ["other", "out"], "no partial folder left")
+        // rename(2) itself refuses a folder that is not empty (what guards the last instant).
+        let built = parent.appendingPathComponent("built")
+        try FileManager.default.createDirectory(at: built, withIntermediateDirectories: false)
+        XCTAssertThrowsError(try AtomicFolder.rename(built.path, to: other.path))
+        XCTAssertEqual(try entries(other), ["mine.txt"])
+    }
+
     func testAFileIsNeverReplaced() throws {
         let parent = try temporaryFolder()
         let file = parent.appendingPathComponent("out")

@@ -54,24 +54,36 @@ enum HuggingFaceCLIPFolder {
 
 /// transformers' `CLIPTokenizer` files, derived from the BPE vocabulary `sdsclip tokenize` uses:
 /// `vocab.json` (token → id), `merges.txt` (the merges in rank order under a version line), and the
-/// special tokens. Padding is with end of text, as OpenAI's released CLIP tokenizers do.
+/// special tokens. Padding is with end of text, as OpenAI's released CLIP tokenizers do, unless the
+/// caller names another pad token (SD2's tokenizer pads with "!", id 0).
 enum HuggingFaceTokenizerFiles {
     static let startOfText = "<|startoftext|>"
     static let endOfText = "<|endoftext|>"
+    /// 256 byte symbols, the same with "</w>", and the two special tokens: the smallest CLIP vocabulary.
+    static let smallestVocabulary = 514
 
-    static func files(contextLength: Int) throws -> [ExportedFile] {
+    /// `vocabularySize` below the full 49,408 keeps the first `size − 514` merges, so start and end of
+    /// text get the ids `size − 2` and `size − 1`: a CLIP vocabulary of that size is always built so.
+    /// `folder` prefixes the paths ("tokenizer/" inside a diffusers pipeline).
+    static func files(contextLength: Int, padToken: String = endOfText, vocabularySize: Int = BPEVocabulary.size,
+                      folder: String = "") throws -> [ExportedFile] {
+        guard (smallestVocabulary...BPEVocabulary.size).contains(vocabularySize) else {
+            throw CheckpointError(file: "", "no CLIP BPE tokenizer has \(vocabularySize) tokens (a CLIP vocabulary has \(smallestVocabulary) to \(BPEVocabulary.size))")
+        }
         let vocabulary = try CLIPTokenizer().vocabulary
-        let merges = "#version: 0.2\n" + vocabulary.mergeLines.joined(separator: "\n") + "\n"
-        let special = ["bos_token": startOfText, "eos_token": endOfText, "unk_token": endOfText, "pad_token": endOfText]
+        let kept = vocabularySize - smallestVocabulary
+        let tokens = vocabulary.huggingFaceTokens.prefix(512 + kept) + [startOfText, endOfText]
+        let merges = "#version: 0.2\n" + vocabulary.mergeLines.prefix(kept).map { $0 + "\n" }.joined()
+        let special = ["bos_token": startOfText, "eos_token": endOfText, "unk_token": endOfText, "pad_token": padToken]
         var tokenizer: [String: Any] = special
         tokenizer.merge(["tokenizer_class": "CLIPTokenizer", "processor_class": "CLIPProcessor", "model_max_length": contextLength,
                          "do_lower_case": true, "errors": "replace", "add_prefix_space": false,
                          "clean_up_tokenization_spaces": false]) { current, _ in current }
         return [
-            ExportedFile("vocab.json", .bytes(vocabularyJSON(vocabulary.huggingFaceTokens))),
-            ExportedFile("merges.txt", .bytes(Array(merges.utf8))),
-            try ExportedFile.json("tokenizer_config.json", tokenizer),
-            try ExportedFile.json("special_tokens_map.json", special),
+            ExportedFile(folder + "vocab.json", .bytes(vocabularyJSON(Array(tokens)))),
+            ExportedFile(folder + "merges.txt", .bytes(Array(merges.utf8))),
+            try ExportedFile.json(folder + "tokenizer_config.json", tokenizer),
+            try ExportedFile.json(folder + "special_tokens_map.json", special),
         ]
     }
 

@@ -45,6 +45,9 @@ public struct FinetuneConfiguration: Equatable, Sendable {
     public var logEvery = 10
     public var maxBadFraction = 0.05
     public var shuffleBuffer = 64
+    // Evaluation during training.
+    public var evalEvery: Int?
+    public var eval: [String] = []
 
     public init() {}
 
@@ -91,6 +94,8 @@ public struct FinetuneConfiguration: Equatable, Sendable {
         int("log-every", "Print a progress line every this many steps when the output is not a terminal.", \.logEvery, minimum: 1),
         double("max-bad-fraction", "Stop when more than this share of samples is unreadable (0.05 = 5 %).", \.maxBadFraction),
         int("shuffle-buffer", "Webdataset shuffle buffer (samples).", \.shuffleBuffer, minimum: 1),
+        optionalInt("eval-every", "Evaluate the CLIP on the --eval benchmarks every this many steps and at the end (without it: at the end).", \.evalEvery, minimum: 1),
+        list("eval", "Benchmarks to evaluate the CLIP on during training, as `sdsclip eval` takes them (paths or KIND:PATH); scores go to metrics.jsonl.", \.eval),
     ]
 
     public static let keys = Set(settings.map(\.key))
@@ -145,6 +150,9 @@ public struct FinetuneConfiguration: Equatable, Sendable {
         }
         guard tMin <= tMax else { throw ConfigurationError("t-min \(tMin) is above t-max \(tMax)") }
         guard microBatch <= batchSize else { throw ConfigurationError("micro-batch \(microBatch) is larger than batch-size \(batchSize)") }
+        if evalEvery != nil, eval.isEmpty {
+            throw ConfigurationError("eval-every needs benchmarks to evaluate: pass --eval BENCH… (or an 'eval' list in the --config file)")
+        }
         if let layout = dataLayout, !["jsonl", "csv", "tsv", "coco", "webdataset"].contains(layout) {
             throw ConfigurationError("data-layout '\(layout)' is not one of jsonl, csv, tsv, coco, webdataset")
         }
@@ -157,6 +165,18 @@ public struct FinetuneConfiguration: Equatable, Sendable {
             guard let string = value as? String, !string.isEmpty else { throw ConfigurationError("'\(key)' must be a non-empty string") }
             config[keyPath: path] = string
         }, show: { $0[keyPath: path] })
+    }
+
+    /// A list of strings: a sequence in a file (or one string), repeated values on the command line.
+    static func list(_ key: String, _ help: String, _ path: WritableKeyPath<FinetuneConfiguration, [String]> & Sendable) -> Setting {
+        Setting(key: key, help: help, apply: { config, value throws(ConfigurationError) in
+            let items: [Any] = (value as? [Any]) ?? [value]
+            let strings = items.compactMap { $0 as? String }.filter { !$0.isEmpty }
+            guard !strings.isEmpty, strings.count == items.count else {
+                throw ConfigurationError("'\(key)' must be a non-empty string or a list of them, got \(value)")
+            }
+            config[keyPath: path] = strings
+        }, show: { $0[keyPath: path].isEmpty ? nil : $0[keyPath: path] })
     }
 
     static func integer(_ key: String, _ value: Any, minimum: Int) throws(ConfigurationError) -> Int {

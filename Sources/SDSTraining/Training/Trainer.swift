@@ -51,6 +51,8 @@ public final class Trainer {
     var progress: TrainingProgress
     var random: Tensors.SplitMix64
     var contexts: [String: Tensor] = [:]
+    /// `--eval` benchmarks, read before training.
+    let evaluation: TrainingEvaluation?
     let out: String
     var checkpointsFolder: String { (out as NSString).appendingPathComponent("checkpoints") }
 
@@ -74,6 +76,10 @@ public final class Trainer {
             throw CheckpointError(file: clipPath, "this CLIP has no parameters of the '\(configuration.trainable.rawValue)' set (no LayerNorms found)")
         }
         clip.registry.unfreeze(clipTrainable)
+        let model = loaded.model
+        evaluation = configuration.eval.isEmpty ? nil : try Self.naming("eval") {
+            try TrainingEvaluation(specs: configuration.eval, every: configuration.evalEvery, clip: model, source: clipPath)
+        }
         teacher = try Self.naming("teacher") {
             try SDSTeacher.load(teacherPath, configuration: configuration.teacherConfig, prediction: configuration.predictionType)
         }
@@ -130,7 +136,7 @@ public final class Trainer {
 
     /// Settings that may differ between a run and its resume: they do not change the result.
     static let resumableChanges: Set<String> = ["steps", "epochs", "checkpoint-every", "keep-checkpoints", "log-every", "out",
-                                                "clip", "teacher", "data", "clip-config", "teacher-config"]
+                                                "clip", "teacher", "data", "clip-config", "teacher-config", "eval-every", "eval"]
 
     static func checkResumable(_ configuration: FinetuneConfiguration, against saved: [String: Any], file: String) throws {
         // Both sides through the same parser and printer, so 1e-5 read back from JSON equals 1e-5.
@@ -245,9 +251,17 @@ public final class Trainer {
                                                gradientNorm: gradientNorm, samplesSeen: progress.samplesSeen, badSamples: progress.badSamples,
                                                elapsedSeconds: progress.elapsedSeconds,
                                                samplesPerSecond: Double(progress.samplesSeen - startSamples) / max(seconds(clock.now - started), 1e-9)))
+            // Before the checkpoint: a kill in between redoes the step and its evaluation.
+            if let evaluation, evaluation.isDue(step: progress.step, totalSteps: totalSteps) {
+                try evaluate(evaluation, monitor: monitor)
+            }
             if progress.step % configuration.checkpointEvery == 0 || progress.step == totalSteps {
                 lastCheckpoint = try writeCheckpoint()
             }
+        }
+        // A run that ran out of data before its last step is evaluated where it ended.
+        if stoppedBy == nil, progress.step < totalSteps, progress.step > 0, let evaluation, monitor.lastEvaluatedStep != progress.step {
+            try evaluate(evaluation, monitor: monitor)
         }
         if stoppedBy != nil || progress.step < totalSteps, TrainingCheckpoint.list(checkpointsFolder).last?.step != progress.step {
             lastCheckpoint = try writeCheckpoint()
@@ -259,6 +273,11 @@ public final class Trainer {
                                                         step: progress.step, into: (out as NSString).appendingPathComponent("final"))
         }
         return FinetuneSummary(steps: progress.step, finalFolder: finalFolder, lastCheckpoint: lastCheckpoint, stoppedBy: stoppedBy, losses: lastLosses)
+    }
+
+    func evaluate(_ evaluation: TrainingEvaluation, monitor: TrainingMonitor) throws {
+        let (records, skipped) = try withNoGrad { try evaluation.evaluate(step: progress.step) }
+        monitor.record(evaluation: records, step: progress.step, summary: TrainingEvaluation.summary(records, skipped: skipped))
     }
 
     func seconds(_ duration: Duration) -> Double {

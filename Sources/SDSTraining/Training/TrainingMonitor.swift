@@ -24,7 +24,8 @@ public struct TrainingMetrics: Sendable {
 }
 
 /// What a run shows and leaves behind as it goes: the progress bar (redrawn on a terminal, a line every
-/// `logEvery` steps otherwise), `metrics.jsonl` (one line per step, flushed as written) and `loss.png`
+/// `logEvery` steps otherwise), `metrics.jsonl` (one line per step, flushed as written, and one per
+/// `--eval` score: step, benchmark, metric, scope, value, interval, items) and `loss.png`
 /// (redrawn with the progress lines). On resume, metrics past the checkpoint's step are dropped, so
 /// the log always describes the run the parameters came from.
 public final class TrainingMonitor {
@@ -36,6 +37,8 @@ public final class TrainingMonitor {
     var history: [(step: Int, losses: SDSLosses)] = []
     var metricsHandle: FileHandle?
     var lastDraw = -1
+    /// The step of the latest `--eval` scores written.
+    var lastEvaluatedStep: Int?
 
     public var metricsPath: String { (folder as NSString).appendingPathComponent("metrics.jsonl") }
     public var plotPath: String { (folder as NSString).appendingPathComponent("loss.png") }
@@ -87,6 +90,16 @@ public final class TrainingMonitor {
             if !isTerminal { write(line + "\n") }
             drawPlot()
         }
+    }
+
+    /// Evaluation scores: one metrics line each (beside the step lines) and one summary line.
+    func record(evaluation records: [EvaluationRecord], step: Int, summary: String) {
+        for record in records {
+            guard let data = try? JSONSerialization.data(withJSONObject: record.jsonObject, options: [.sortedKeys, .withoutEscapingSlashes]) else { continue }
+            metricsHandle?.write(data + Data("\n".utf8))
+        }
+        lastEvaluatedStep = step
+        write((isTerminal ? "\r\u{1B}[2K" : "") + "eval step \(step): \(summary)\n")
     }
 
     func finish() {
