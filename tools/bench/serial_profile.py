@@ -1,93 +1,105 @@
 #!/usr/bin/env python3
-"""Where a multi-threaded run leaves cores idle: symbols sampled while only one thread was busy.
+"""Where a multi-threaded run leaves cores idle: the code that runs while every other thread sleeps.
 
-Records a command with `perf record` (timestamped samples of every thread), cuts the run into windows
-(default 20 ms), and counts a window as *serial* when exactly one thread has samples in it. Prints the
-share of serial windows and the symbols that fill them (the code to parallelise first), beside the
-symbols of the whole run. Run it on a quiet machine: a core taken by another process looks like idle
-time here.
+Records a command with `perf record` (a CPU-clock sample every 4 ms on each thread, and every scheduler
+switch), then replays the scheduler events to know, at each sample, which of the process's threads were
+asleep (switched out in state S or D and not yet woken). A sample is *serial* when every other thread of
+the process was asleep: that code ran on one core while the engine had others to offer. A thread that
+was merely preempted (state R, another process took its core) does not count as asleep, so the result
+holds on a loaded machine too, although a quiet one gives cleaner times.
 
-    python3 tools/bench/serial_profile.py [--window-ms 20] [--frequency 400] [--top 25] -- COMMAND [ARGS…]
-    python3 tools/bench/serial_profile.py --data perf.data          # analyse an existing recording
+Prints the serial share of the samples and the symbols that fill it beside their share of the run.
 
-Needs `perf` (linux-perf); no Python packages.
+    python3 tools/bench/serial_profile.py [--top 25] -- COMMAND [ARGS…]
+    python3 tools/bench/serial_profile.py --data perf.data     # analyse an existing recording of this kind
+
+Needs `perf` (linux-perf, run as root or with perf_event_paranoid ≤ 1 for the scheduler tracepoints);
+no Python packages.
 """
 import argparse
 import collections
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
+PERIOD_NS = 4_000_000
+SWITCH = re.compile(r"prev_pid=(\d+) .*prev_state=(\S+) ==> .*next_pid=(\d+)")
+WAKEUP = re.compile(r"pid=(\d+)")
 
-def record(command, frequency, data):
-    subprocess.run(["perf", "record", "-F", str(frequency), "-o", data, "--"] + command, check=True)
+
+def record(command, data):
+    subprocess.run(["perf", "record", "-e", f"cpu-clock/period={PERIOD_NS}/", "-e", "sched:sched_switch",
+                    "-e", "sched:sched_wakeup", "-c", "1", "-o", data, "--"] + command, check=True)
 
 
-def samples(data):
-    """(time in seconds, thread id, symbol) for every sample."""
-    script = subprocess.run(["perf", "script", "-i", data, "-F", "tid,time,ip,sym", "--ns"],
+def events(data):
+    """(time, pid, tid, event, rest of the line) in time order."""
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "pid,tid,time,event,ip,sym,trace", "--ns"],
                             check=True, capture_output=True, text=True).stdout
     for line in script.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) < 2:
-            continue
-        try:
-            tid, time = int(parts[0]), float(parts[1].rstrip(":"))
-        except ValueError:
-            continue
-        symbol = parts[2].strip() if len(parts) > 2 else "?"
-        # perf prints "address symbol+offset"; keep the name.
-        fields = symbol.split()
-        name = fields[1] if len(fields) > 1 else (fields[0] if fields else "?")
-        yield time, tid, name.split("+0x")[0]
+        match = re.match(r"\s*(\d+)/(\d+)\s+([\d.]+):\s+(\S+):\s*(.*)", line)
+        if match:
+            yield float(match.group(3)), int(match.group(1)), int(match.group(2)), match.group(4), match.group(5)
+
+
+def symbol_of(rest):
+    fields = rest.split()
+    name = fields[1] if len(fields) > 1 else (fields[0] if fields else "?")
+    return name.split("+0x")[0]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="an existing perf.data (otherwise COMMAND is recorded)")
-    parser.add_argument("--window-ms", type=float, default=20.0)
-    parser.add_argument("--frequency", type=int, default=400)
+    parser.add_argument("--data", help="an existing recording made as this script records")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not args.data and not command:
         parser.error("give --data or a COMMAND to record")
-
-    data = args.data
-    temporary = None
+    data, temporary = args.data, None
     if not data:
-        temporary = tempfile.NamedTemporaryFile(suffix=".perf.data", delete=False)
-        data = temporary.name
-        record(command, args.frequency, data)
+        temporary = tempfile.NamedTemporaryFile(suffix=".perf.data", delete=False).name
+        data = temporary
+        record(command, data)
 
-    windows = collections.defaultdict(lambda: collections.defaultdict(list))
-    everything = collections.Counter()
-    for time, tid, symbol in samples(data):
-        windows[int(time * 1000 / args.window_ms)][tid].append(symbol)
-        everything[symbol] += 1
-    if temporary:
-        os.unlink(data)
-    if not windows:
-        sys.exit("no samples")
-
+    asleep = set()            # threads switched out in S/D and not woken since
+    threads = set()
+    samples = collections.Counter()
     serial = collections.Counter()
-    serial_windows = 0
-    busy_windows = 0
-    for threads in windows.values():
-        busy_windows += 1
-        if len(threads) == 1:
-            serial_windows += 1
-            for symbol in next(iter(threads.values())):
-                serial[symbol] += 1
-    print(f"{busy_windows} windows of {args.window_ms:g} ms with samples; {serial_windows} "
-          f"({100.0 * serial_windows / busy_windows:.1f} %) had only one thread busy")
-    total_serial = sum(serial.values()) or 1
-    total = sum(everything.values()) or 1
-    print(f"\n{'serial %':>9}  {'all %':>7}  symbol (top {args.top} in serial windows)")
+    try:
+        for time, pid, tid, event, rest in events(data):
+            if event == "sched:sched_switch":
+                match = SWITCH.search(rest)
+                if match:
+                    previous, state, following = int(match.group(1)), match.group(2), int(match.group(3))
+                    if state.startswith(("S", "D", "I")):
+                        asleep.add(previous)
+                    asleep.discard(following)
+            elif event == "sched:sched_wakeup":
+                match = WAKEUP.search(rest)
+                if match:
+                    asleep.discard(int(match.group(1)))
+            elif event.startswith("cpu-clock"):
+                threads.add(tid)
+                asleep.discard(tid)   # it is running now
+                symbol = symbol_of(rest)
+                samples[symbol] += 1
+                if all(other in asleep for other in threads if other != tid) and len(threads) > 1:
+                    serial[symbol] += 1
+    finally:
+        if temporary:
+            os.unlink(temporary)
+    total, alone = sum(samples.values()), sum(serial.values())
+    if not total:
+        sys.exit("no CPU samples")
+    print(f"{total} samples ({total * PERIOD_NS / 1e9:.1f} CPU s) on {len(threads)} threads; {alone} "
+          f"({100.0 * alone / total:.1f} %, {alone * PERIOD_NS / 1e9:.1f} s) ran while every other thread slept")
+    print(f"\n{'serial s':>9}  {'all s':>7}  symbol (top {args.top} by serial time)")
     for symbol, count in serial.most_common(args.top):
-        print(f"{100.0 * count / total_serial:9.1f}  {100.0 * everything[symbol] / total:7.1f}  {symbol}")
+        print(f"{count * PERIOD_NS / 1e9:9.2f}  {samples[symbol] * PERIOD_NS / 1e9:7.2f}  {symbol}")
 
 
 if __name__ == "__main__":
