@@ -26,7 +26,8 @@ Every measurement runs in its own process (Swift: the sdsclip-bench release bina
 count on both sides (default 2): SDSCLIP_THREADS=N OPENBLAS_NUM_THREADS=N for Swift, torch.set_num_threads(N)
 and OMP_NUM_THREADS=N for torch. Each figure is the best of R timed steps after one warm-up step; with --runs K
 every case is measured K times per side (alternating sides) and the table shows the best and the spread.
-The load average is printed before and after; each run's log line also gives the process CPU seconds of the
+The load average is printed before and after, and each run's CPU steal (time the hypervisor gave this
+virtual machine's CPUs to others: a shared host slows a run without any local load); each run's log line also gives the process CPU seconds of the
 timed step (about threads × wall when the cores were free; torch's OpenMP workers spin, so its CPU time
 includes waiting).
 
@@ -50,6 +51,14 @@ CASES = ["full:2", "full:4", "sds:2", "sds:4"]
 GIB = float(1 << 30)
 LAMBDA = 0.5
 SOT, EOT = 49406, 49407
+
+
+def cpu_ticks():
+    """(steal, total) clock ticks of all CPUs from /proc/stat: steal is time the hypervisor gave this
+    machine's virtual CPUs to someone else, which no load average shows."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
 def peak_rss_bytes():
@@ -243,14 +252,17 @@ def main():
     for run in range(args.runs):
         for gradient, batch in cases:
             for side in sides:
+                steal_before = cpu_ticks()
                 if side == "swift":
                     m = run_swift(binary, gradient, batch, args.latent, args.repeats, args.threads)
                 else:
                     m = run_torch(gradient, batch, args.latent, args.repeats, args.threads)
+                steal_after = cpu_ticks()
+                steal = 100.0 * (steal_after[0] - steal_before[0]) / max(steal_after[1] - steal_before[1], 1)
                 results.setdefault((gradient, batch, side), []).append(m)
                 print(f"run {run + 1}: {gradient}:{batch} {side} {m['seconds']:.2f} s (CPU {m['cpu_seconds']:.1f} s), "
                       f"{m['peak_rss_bytes'] / GIB:.2f} GiB, L_CLIP {m['loss_clip']:.4f} L_SDS {m['loss_sds']:.4f} "
-                      f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+                      f"(load {os.getloadavg()[0]:.1f}, steal {steal:.0f} %)", file=sys.stderr)
     load_after = os.getloadavg()
 
     torch_version = next((m[0].get("torch") for k, m in results.items() if k[2] == "torch"), "?")

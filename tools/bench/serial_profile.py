@@ -69,13 +69,16 @@ def main():
     threads = set()
     samples = collections.Counter()
     serial = collections.Counter()
+    idle, idle_since, first, last = 0.0, None, None, None
     try:
         for time, pid, tid, event, rest in events(data):
+            first = time if first is None else first
+            last = time
             if event == "sched:sched_switch":
                 match = SWITCH.search(rest)
                 if match:
                     previous, state, following = int(match.group(1)), match.group(2), int(match.group(3))
-                    if state.startswith(("S", "D", "I")):
+                    if not state.startswith("R"):   # S, D, I: sleeping; X, Z: gone
                         asleep.add(previous)
                     asleep.discard(following)
             elif event == "sched:sched_wakeup":
@@ -89,6 +92,12 @@ def main():
                 samples[symbol] += 1
                 if all(other in asleep for other in threads if other != tid) and len(threads) > 1:
                     serial[symbol] += 1
+            everyone_asleep = bool(threads) and threads <= asleep
+            if everyone_asleep and idle_since is None:
+                idle_since = time
+            elif not everyone_asleep and idle_since is not None:
+                idle += time - idle_since
+                idle_since = None
     finally:
         if temporary:
             os.unlink(temporary)
@@ -97,6 +106,9 @@ def main():
         sys.exit("no CPU samples")
     print(f"{total} samples ({total * PERIOD_NS / 1e9:.1f} CPU s) on {len(threads)} threads; {alone} "
           f"({100.0 * alone / total:.1f} %, {alone * PERIOD_NS / 1e9:.1f} s) ran while every other thread slept")
+    if first is not None:
+        print(f"{last - first:.1f} s recorded; every thread asleep for {idle:.1f} s of it (waiting on the "
+              f"kernel or on a wake-up that came from outside the process)")
     print(f"\n{'serial s':>9}  {'all s':>7}  symbol (top {args.top} by serial time)")
     for symbol, count in serial.most_common(args.top):
         print(f"{count * PERIOD_NS / 1e9:9.2f}  {samples[symbol] * PERIOD_NS / 1e9:7.2f}  {symbol}")
