@@ -3,9 +3,22 @@ import Imaging
 import Models
 import Tensors
 
-/// How far embedding has got, for a progress display.
+/// How far embedding (or the teacher's scoring) has got, for a progress display.
 public struct EmbeddingProgress: Sendable, Equatable {
-    public enum Stage: String, Sendable { case images, captions }
+    public enum Stage: String, Sendable {
+        case images, captions
+        /// The teacher's VAE encoding images, then its UNet denoising (caption, image, timestep) rows.
+        case latents, denoising
+
+        /// What the stage does, for a progress line.
+        public var activity: String {
+            switch self {
+            case .images, .captions: return "embedding \(rawValue)"
+            case .latents: return "encoding images to latents"
+            case .denoising: return "denoising caption × image × timestep rows"
+            }
+        }
+    }
     public let stage: Stage
     public let done: Int
     public let total: Int

@@ -1,6 +1,6 @@
 /// CLIP's projected (unnormalised) embeddings of the distinct images and captions of a run, each
 /// computed once, and the ones that could not be computed with the reason.
-public struct EmbeddingTable: Sendable {
+public struct EmbeddingTable: PairScores {
     public let dimension: Int
     private var images: EmbeddingRows<ImageReference>
     private var captions: EmbeddingRows<String>
@@ -26,6 +26,20 @@ public struct EmbeddingTable: Sendable {
         var dot = 0.0
         for (a, b) in zip(text, picture) { dot += Double(a) * Double(b) }
         return dot * captions.scales[t] * images.scales[i]
+    }
+
+    public func score(caption: String, image: ImageReference) -> Double? { similarity(caption: caption, image: image) }
+
+    public func imageFailure(_ image: ImageReference) -> String? {
+        images.row(image) == nil ? imageFailures[image] ?? "the image \(image) was not embedded" : nil
+    }
+
+    public func captionFailure(_ caption: String) -> String? {
+        captions.row(caption) == nil ? textFailures[caption] ?? "the caption \"\(caption)\" was not embedded" : nil
+    }
+
+    public var inputs: ScoredInputs {
+        ScoredInputs(images: imageCount, captions: captionCount, failedImages: imageFailures.count, failedCaptions: textFailures.count)
     }
 
     /// Adds rows of `values` ([count, dimension], row-major); an input already present keeps its row.
