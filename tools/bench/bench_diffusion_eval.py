@@ -18,7 +18,7 @@ without a warm-up (one item at the defaults is minutes; model construction is un
 
 Run (from the repository root):
     HF_HUB_OFFLINE=1 .pyref/bin/python tools/bench/bench_diffusion_eval.py [--threads 2] [--repeats 1]
-        [--timesteps 10] [--batch 4] [--latent 64] [--no-build] [--scratch-path .build-release-h12]
+        [--timesteps 10] [--batch 4] [--latent 64] [--no-build] [--scratch-path .build-release-h12] [--bin PATH]
 
 Prints seconds per item on each side, the ratio torch/Swift (>= 1: Swift at least as fast), seconds per UNet row
 and peak RSS. --latent 8 --timesteps 2 is a quick check of the script itself, not a measurement.
@@ -129,13 +129,17 @@ def main():
     parser.add_argument("--latent", type=int, default=64, help="latent side (image side = 8x; SD1.5: 64)")
     parser.add_argument("--scratch-path", default=os.path.join(ROOT, ".build-release-h12"))
     parser.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    parser.add_argument("--bin", help="this sdsclip-bench binary instead of building one (e.g. a debug build for a script check)")
     parser.add_argument("--torch-side", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_side:
         torch_side(args)
         return
 
-    binary = os.path.join(args.scratch_path, "release", "sdsclip-bench") if args.no_build else build(args.scratch_path)
+    if args.bin:
+        binary = args.bin
+    else:
+        binary = os.path.join(args.scratch_path, "release", "sdsclip-bench") if args.no_build else build(args.scratch_path)
     load_before = os.getloadavg()
     swift = run_swift(binary, args)
     print(f"swift {swift['seconds']:.2f} s (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
