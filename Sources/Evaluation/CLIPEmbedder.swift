@@ -7,14 +7,13 @@ import Tensors
 public struct EmbeddingProgress: Sendable, Equatable {
     public enum Stage: String, Sendable {
         case images, captions
-        /// The teacher's VAE encoding images, then its UNet denoising (caption, image, timestep) rows.
-        case latents, denoising
+        /// The teacher: each image and its captions encoded, then its UNet over (caption, image, timestep) rows.
+        case denoising
 
         /// What the stage does, for a progress line.
         public var activity: String {
             switch self {
             case .images, .captions: return "embedding \(rawValue)"
-            case .latents: return "encoding images to latents"
             case .denoising: return "denoising caption × image × timestep rows"
             }
         }

@@ -149,7 +149,9 @@ public struct DiffusionScorer {
     }
 
     /// The errors of every pair asked for (`Evaluator.pairs`). An image that cannot be read or a caption
-    /// that cannot be tokenized is recorded in the table's failures; the rest go on.
+    /// that cannot be tokenized is recorded in the table's failures; the rest go on. Images are taken in
+    /// order: each is encoded when its rows are made, and a caption's text states are kept only until the
+    /// last image that needs them, so memory does not grow with the benchmark (ARO has 50 000 captions).
     public func score(_ pairs: [(image: ImageReference, captions: [String])], draws: DiffusionDraws? = nil,
                       progress: (EmbeddingProgress) -> Void = { _ in }) throws -> DiffusionPairTable {
         let draws = try draws ?? seededDraws()
@@ -159,19 +161,49 @@ public struct DiffusionScorer {
         for t in draws.timesteps where !teacher.alphasCumprod.indices.contains(t) {
             throw EvaluationError(file: "diffusion draws", "timestep \(t) is outside the teacher's schedule 0..<\(teacher.alphasCumprod.count)")
         }
+        var remaining: [String: Int] = [:]
+        for (_, captions) in pairs { for caption in captions { remaining[caption, default: 0] += 1 } }
+        let steps = draws.timesteps.count
+        let total = pairs.reduce(0) { $0 + $1.captions.count } * steps
         var table = DiffusionPairTable()
-        return try withNoGrad {
-            var seen = Set<String>()
-            let captions = pairs.flatMap(\.captions).filter { seen.insert($0).inserted }
-            let states = try encode(captions, into: &table, progress: progress)
-            let latents = try encode(pairs.map(\.image), into: &table, progress: progress)
-            try denoise(pairs, latents: latents, states: states, draws: draws, into: &table, progress: progress)
-            return table
+        var batch = DenoisingBatch(teacher: teacher, draws: draws, latentShape: latentShape)
+        var states: [String: [Float]] = [:]
+        var encoded = Set<String>()
+        var (done, reported) = (0, 0)
+        progress(EmbeddingProgress(stage: .denoising, done: 0, total: total))
+        try withNoGrad {
+            for (image, captions) in pairs {
+                let fresh = captions.filter { !encoded.contains($0) && table.failures.captions[$0] == nil }
+                for (caption, state) in try encode(fresh, into: &table) {
+                    states[caption] = state
+                    encoded.insert(caption)
+                }
+                let z0 = try latent(of: image, into: &table)
+                for caption in captions {
+                    if let z0, let state = states[caption] {
+                        for k in 0..<steps { batch.rows.append(DenoisingBatch.Row(pair: PairKey(caption: caption, image: image), z0: z0, state: state, k: k)) }
+                    } else {
+                        done += steps
+                    }
+                    remaining[caption, default: 1] -= 1
+                    if remaining[caption] == 0 { states[caption] = nil }
+                }
+                while batch.rows.count >= settings.batchSize {
+                    done += try batch.run(settings.batchSize)
+                    progress(EmbeddingProgress(stage: .denoising, done: done, total: total))
+                    reported = done
+                }
+            }
+            if !batch.rows.isEmpty { done += try batch.run(batch.rows.count) }
         }
+        if done != reported { progress(EmbeddingProgress(stage: .denoising, done: done, total: total)) }
+        for (pair, sum) in batch.sums { table.errors[pair] = sum / Double(steps) }
+        table.captionCount = encoded.count
+        return table
     }
 
-    /// Each caption's conditioning [L·D], in batches of 32 rows.
-    func encode(_ captions: [String], into table: inout DiffusionPairTable, progress: (EmbeddingProgress) -> Void) throws -> [String: [Float]] {
+    /// The conditioning [L·D] of each caption that can be tokenized, in one text-encoder pass.
+    func encode(_ captions: [String], into table: inout DiffusionPairTable) throws -> [(String, [Float])] {
         let length = teacher.textEncoder.configuration.contextLength
         var rows: [(caption: String, ids: [Int])] = []
         for caption in captions {
@@ -181,92 +213,83 @@ public struct DiffusionScorer {
                 table.failures.captions[caption] = "cannot tokenize the caption: \(error)"
             }
         }
-        var states: [String: [Float]] = [:]
-        var done = captions.count - rows.count
-        progress(EmbeddingProgress(stage: .captions, done: done, total: captions.count))
-        for start in stride(from: 0, to: rows.count, by: 32) {
-            let chunk = rows[start ..< min(start + 32, rows.count)]
-            let values = try teacher.textEncoder.hiddenStates(chunk.map(\.ids)).scalars
-            let size = values.count / chunk.count
-            for (index, row) in chunk.enumerated() { states[row.caption] = Array(values[index * size ..< (index + 1) * size]) }
-            done += chunk.count
-            progress(EmbeddingProgress(stage: .captions, done: done, total: captions.count))
-        }
-        table.captionCount = states.count
-        return states
+        guard !rows.isEmpty else { return [] }
+        let values = try teacher.textEncoder.hiddenStates(rows.map(\.ids)).scalars
+        let size = values.count / rows.count
+        return rows.enumerated().map { index, row in (row.caption, Array(values[index * size ..< (index + 1) * size])) }
     }
 
-    /// Each image's z0 [C·h·w], one image per VAE pass (at 512 px a batch would only cost memory).
-    func encode(_ images: [ImageReference], into table: inout DiffusionPairTable, progress: (EmbeddingProgress) -> Void) throws -> [ImageReference: [Float]] {
-        var latents: [ImageReference: [Float]] = [:]
+    /// z0 [C·h·w] of an image, nil (recorded in the table) when it cannot be read or decoded.
+    func latent(of image: ImageReference, into table: inout DiffusionPairTable) throws -> [Float]? {
+        let decoded: RGBImage
+        do {
+            decoded = try BenchmarkImage.load(image)
+        } catch {
+            table.failures.images[image] = "\(error)"
+            return nil
+        }
+        let pixels = preprocessor.process(decoded)
+        let mean = try teacher.vae.latentMean(Tensor(shape: [1, 3, resolution, resolution], data: pixels))
+        table.imageCount += 1
         let scale = teacher.vae.configuration.scalingFactor
-        progress(EmbeddingProgress(stage: .latents, done: 0, total: images.count))
-        for (index, image) in images.enumerated() {
-            let decoded: RGBImage
-            do {
-                decoded = try BenchmarkImage.load(image)
-            } catch {
-                table.failures.images[image] = "\(error)"
-                progress(EmbeddingProgress(stage: .latents, done: index + 1, total: images.count))
-                continue
-            }
-            let pixels = preprocessor.process(decoded)
-            let mean = try teacher.vae.latentMean(Tensor(shape: [1, 3, resolution, resolution], data: pixels))
-            latents[image] = mean.scalars.map { $0 * scale }
-            progress(EmbeddingProgress(stage: .latents, done: index + 1, total: images.count))
-        }
-        table.imageCount = latents.count
-        return latents
+        return mean.scalars.map { $0 * scale }
+    }
+}
+
+/// (caption, image, timestep) rows waiting for the UNet, and the running sums of their errors.
+struct DenoisingBatch {
+    struct Row {
+        let pair: PairKey
+        let z0: [Float]
+        let state: [Float]
+        let k: Int
     }
 
-    /// The UNet over every (image, caption, timestep) row, `batchSize` rows per pass.
-    func denoise(_ pairs: [(image: ImageReference, captions: [String])], latents: [ImageReference: [Float]], states: [String: [Float]],
-                 draws: DiffusionDraws, into table: inout DiffusionPairTable, progress: (EmbeddingProgress) -> Void) throws {
-        struct Row { let pair: PairKey; let z0: [Float]; let state: [Float]; let k: Int }
-        var rows: [Row] = []
-        for (image, captions) in pairs {
-            guard let z0 = latents[image] else { continue }
-            for caption in captions {
-                guard let state = states[caption] else { continue }
-                rows += draws.timesteps.indices.map { Row(pair: PairKey(caption: caption, image: image), z0: z0, state: state, k: $0) }
-            }
-        }
-        let noise = draws.noise.map(\.scalars)
+    let teacher: DiffusionTeacher
+    let draws: DiffusionDraws
+    let latentShape: [Int]
+    let noise: [[Float]]
+    var rows: [Row] = []
+    /// Σ_k of each pair's mean squared error.
+    var sums: [PairKey: Double] = [:]
+
+    init(teacher: DiffusionTeacher, draws: DiffusionDraws, latentShape: [Int]) {
+        (self.teacher, self.draws, self.latentShape) = (teacher, draws, latentShape)
+        noise = draws.noise.map(\.scalars)
+    }
+
+    /// Runs the first `count` rows through the UNet in one pass; returns how many ran.
+    mutating func run(_ count: Int) throws -> Int {
+        let chunk = rows.prefix(count)
         let latentSize = latentShape.reduce(1, *)
-        let stateShape = [teacher.textEncoder.configuration.contextLength, teacher.textEncoder.configuration.width]
-        var sums: [PairKey: Double] = [:]
-        progress(EmbeddingProgress(stage: .denoising, done: 0, total: rows.count))
-        for start in stride(from: 0, to: rows.count, by: settings.batchSize) {
-            let chunk = rows[start ..< min(start + settings.batchSize, rows.count)]
-            var inputs: [Float] = [], targets: [Float] = [], context: [Float] = []
-            inputs.reserveCapacity(chunk.count * latentSize)
-            targets.reserveCapacity(chunk.count * latentSize)
-            for row in chunk {
-                // float32 as diffusers' add_noise: √ᾱ and √(1−ᾱ) from the float32 ᾱ_t.
-                let alphaBar = teacher.alphasCumprod[draws.timesteps[row.k]]
-                let (signal, spread) = (alphaBar.squareRoot(), (1 - alphaBar).squareRoot())
-                let epsilon = noise[row.k]
-                for j in 0..<latentSize {
-                    inputs.append(signal * row.z0[j] + spread * epsilon[j])
-                    targets.append(teacher.prediction == .epsilon ? epsilon[j] : signal * epsilon[j] - spread * row.z0[j])
-                }
-                context += row.state
+        let text = teacher.textEncoder.configuration
+        var inputs: [Float] = [], targets: [Float] = [], context: [Float] = []
+        inputs.reserveCapacity(chunk.count * latentSize)
+        targets.reserveCapacity(chunk.count * latentSize)
+        for row in chunk {
+            // float32 as diffusers' add_noise: √ᾱ and √(1−ᾱ) from the float32 ᾱ_t.
+            let alphaBar = teacher.alphasCumprod[draws.timesteps[row.k]]
+            let (signal, spread) = (alphaBar.squareRoot(), (1 - alphaBar).squareRoot())
+            let epsilon = noise[row.k]
+            for j in 0..<latentSize {
+                inputs.append(signal * row.z0[j] + spread * epsilon[j])
+                targets.append(teacher.prediction == .epsilon ? epsilon[j] : signal * epsilon[j] - spread * row.z0[j])
             }
-            let predicted = try teacher.unet(Tensor(shape: [chunk.count] + latentShape, data: inputs),
-                                             timesteps: chunk.map { Float(draws.timesteps[$0.k]) },
-                                             context: Tensor(shape: [chunk.count] + stateShape, data: context)).scalars
-            for (index, row) in chunk.enumerated() {
-                var squares = 0.0
-                for j in index * latentSize ..< (index + 1) * latentSize {
-                    let difference = Double(predicted[j]) - Double(targets[j])
-                    squares += difference * difference
-                }
-                sums[row.pair, default: 0] += squares / Double(latentSize)
-            }
-            progress(EmbeddingProgress(stage: .denoising, done: start + chunk.count, total: rows.count))
+            context += row.state
         }
-        let count = Double(draws.timesteps.count)
-        for (pair, sum) in sums { table.errors[pair] = sum / count }
+        let predicted = try teacher.unet(Tensor(shape: [chunk.count] + latentShape, data: inputs),
+                                         timesteps: chunk.map { Float(draws.timesteps[$0.k]) },
+                                         context: Tensor(shape: [chunk.count, text.contextLength, text.width], data: context)).scalars
+        for (index, row) in chunk.enumerated() {
+            var squares = 0.0
+            for j in index * latentSize ..< (index + 1) * latentSize {
+                let difference = Double(predicted[j]) - Double(targets[j])
+                squares += difference * difference
+            }
+            sums[row.pair, default: 0] += squares / Double(latentSize)
+        }
+        rows.removeFirst(chunk.count)
+        return chunk.count
     }
 }
 
