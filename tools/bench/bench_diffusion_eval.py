@@ -20,8 +20,8 @@ Run (from the repository root):
     HF_HUB_OFFLINE=1 .pyref/bin/python tools/bench/bench_diffusion_eval.py [--threads 2] [--repeats 1]
         [--timesteps 10] [--batch 4] [--latent 64] [--no-build] [--scratch-path .build-release-h12] [--bin PATH]
 
-Prints seconds per item on each side, the ratio torch/Swift (>= 1: Swift at least as fast), seconds per UNet row
-and peak RSS. --latent 8 --timesteps 2 is a quick check of the script itself, not a measurement.
+Prints seconds per item on each side, the ratio torch/Swift (>= 1: Swift at least as fast), seconds per item / UNet
+rows (VAE and text encoder included) and peak RSS. --latent 8 --timesteps 2 is a quick check of the script itself, not a measurement.
 """
 import argparse
 import json
@@ -153,7 +153,7 @@ def main():
           f"(torch {reference.get('torch', '?')})")
     print(f"load average (1/5/15 min): before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "
           f"after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} on {os.cpu_count()} cores")
-    print(f"{'side':<8} {'s / item':>10} {'s / row':>9} {'peak GiB':>9}")
+    print(f"{'side':<8} {'s / item':>10} {'item/rows':>9} {'peak GiB':>9}")
     for name, result in [("swift", swift), ("torch", reference)]:
         print(f"{name:<8} {result['seconds']:>10.2f} {result['seconds'] / rows:>9.3f} {result['peak_rss_bytes'] / GIB:>9.2f}")
     print(f"ratio torch / swift: {reference['seconds'] / swift['seconds']:.2f}x (>= 1 means Swift is at least as fast)")
