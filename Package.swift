@@ -51,7 +51,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "sdsclip-bench", dependencies: ["WeightsIO", "Tensors", "Models", "Checkpoints", "Imaging", "SDSTraining"],
+        .executableTarget(name: "sdsclip-bench", dependencies: ["WeightsIO", "Tensors", "Models", "Checkpoints", "Imaging", "SDSTraining", "Evaluation"],
                           path: "Sources/sdsclip-bench"),
 
         .testTarget(name: "WeightsIOTests", dependencies: ["WeightsIO"]),

@@ -131,27 +131,33 @@ class Judge:
     @staticmethod
     def outcome(item, image_embeds, text_embeds):
         """(metric values, smallest |difference| of the comparisons made)."""
-        margins = []
-
         def s(caption, image):
             t, i = text_embeds[item["captions"][caption]].double(), image_embeds[item["images"][image]].double()
             return float(t @ i / (t.norm() * i.norm()))
 
-        def greater(x, y):
-            margins.append(abs(x - y))
-            return x > y
-
-        if item["task"] == "pairs":
-            text = greater(s(0, 0), s(1, 0)) & greater(s(1, 1), s(0, 1))
-            image = greater(s(0, 0), s(0, 1)) & greater(s(1, 1), s(1, 0))
-            return [text, image, text and image], min(margins)
-        answer = item["task"][1]
-        right = s(answer, 0)
-        return [all([greater(right, s(k, 0)) for k in range(len(item["captions"])) if k != answer])], min(margins)
+        return item_outcome(item, s)
 
     def judge(self, item):
         image_embeds, text_embeds = self.embed(list(dict.fromkeys(item["images"])), list(dict.fromkeys(item["captions"])))
         return self.outcome(item, image_embeds, text_embeds)
+
+
+def item_outcome(item, s):
+    """An item's metric values from s(caption index, image index) with Winoground's strict inequalities, and the
+    smallest |difference| of the comparisons made."""
+    margins = []
+
+    def greater(x, y):
+        margins.append(abs(x - y))
+        return x > y
+
+    if item["task"] == "pairs":
+        text = greater(s(0, 0), s(1, 0)) & greater(s(1, 1), s(0, 1))
+        image = greater(s(0, 0), s(0, 1)) & greater(s(1, 1), s(1, 0))
+        return [text, image, text and image], min(margins)
+    answer = item["task"][1]
+    right = s(answer, 0)
+    return [all([greater(right, s(k, 0)) for k in range(len(item["captions"])) if k != answer])], min(margins)
 
 
 def draw_until(judge, make, accept=lambda values: True):
@@ -374,24 +380,29 @@ def score(judge, benchmarks):
             outcomes.append(values)
             margin = min(margin, closest)
         benchmark["outcomes"] = outcomes
-        subsets = sorted({item["subset"] for item in benchmark["items"] if item["subset"] is not None})
-        members = {name: [k for k, item in enumerate(benchmark["items"]) if item["subset"] == name] for name in subsets}
-        scopes = ([("all", None, list(range(len(outcomes))))] if benchmark["overall"] else []) + \
-                 [("subset", name, members[name]) for name in subsets]
-        scores = []
-        for scope, name, indices in scopes:
-            for m, metric in enumerate(benchmark["metrics"]):
-                correct = sum(outcomes[k][m] for k in indices)
-                scores.append({"metric": metric, "scope": scope, "subset": name, "items": len(indices), "correct": correct,
-                               "value": correct / len(indices)})
-        if benchmark.get("macro"):
-            rule, argument = benchmark["macro"]
-            kept = [n for n in subsets if (n not in argument if rule == "exclude" else len(members[n]) >= argument)]
-            accuracies = [sum(outcomes[k][0] for k in members[n]) / len(members[n]) for n in kept]
-            scores.append({"metric": "accuracy", "scope": "macro", "subset": None, "subsets": kept,
-                           "items": sum(len(members[n]) for n in kept), "value": sum(accuracies) / len(accuracies)})
-        benchmark["scores"] = scores
+        benchmark["scores"] = benchmark_scores(benchmark, outcomes)
     return image_embeds, text_embeds, margin
+
+
+def benchmark_scores(benchmark, outcomes):
+    """Every score of a benchmark from its items' outcomes, in sdsclip's order: overall, per subset, macro."""
+    subsets = sorted({item["subset"] for item in benchmark["items"] if item["subset"] is not None})
+    members = {name: [k for k, item in enumerate(benchmark["items"]) if item["subset"] == name] for name in subsets}
+    scopes = ([("all", None, list(range(len(outcomes))))] if benchmark["overall"] else []) + \
+             [("subset", name, members[name]) for name in subsets]
+    scores = []
+    for scope, name, indices in scopes:
+        for m, metric in enumerate(benchmark["metrics"]):
+            correct = sum(outcomes[k][m] for k in indices)
+            scores.append({"metric": metric, "scope": scope, "subset": name, "items": len(indices), "correct": correct,
+                           "value": correct / len(indices)})
+    if benchmark.get("macro"):
+        rule, argument = benchmark["macro"]
+        kept = [n for n in subsets if (n not in argument if rule == "exclude" else len(members[n]) >= argument)]
+        accuracies = [sum(outcomes[k][0] for k in members[n]) / len(members[n]) for n in kept]
+        scores.append({"metric": "accuracy", "scope": "macro", "subset": None, "subsets": kept,
+                       "items": sum(len(members[n]) for n in kept), "value": sum(accuracies) / len(accuracies)})
+    return scores
 
 
 def write_readme(benchmarks, margin):

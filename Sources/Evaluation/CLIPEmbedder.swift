@@ -3,9 +3,21 @@ import Imaging
 import Models
 import Tensors
 
-/// How far embedding has got, for a progress display.
+/// How far embedding (or the teacher's scoring) has got, for a progress display.
 public struct EmbeddingProgress: Sendable, Equatable {
-    public enum Stage: String, Sendable { case images, captions }
+    public enum Stage: String, Sendable {
+        case images, captions
+        /// The teacher: each image and its captions encoded, then its UNet over (caption, image, timestep) rows.
+        case denoising
+
+        /// What the stage does, for a progress line.
+        public var activity: String {
+            switch self {
+            case .images, .captions: return "embedding \(rawValue)"
+            case .denoising: return "denoising caption × image × timestep rows"
+            }
+        }
+    }
     public let stage: Stage
     public let done: Int
     public let total: Int

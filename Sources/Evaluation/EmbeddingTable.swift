@@ -1,6 +1,6 @@
 /// CLIP's projected (unnormalised) embeddings of the distinct images and captions of a run, each
 /// computed once, and the ones that could not be computed with the reason.
-public struct EmbeddingTable: Sendable {
+public struct EmbeddingTable: PairScores {
     public let dimension: Int
     private var images: EmbeddingRows<ImageReference>
     private var captions: EmbeddingRows<String>
@@ -31,6 +31,20 @@ public struct EmbeddingTable: Sendable {
     /// e / max(‖e‖, 1e-12) in double precision, the vectors cosine similarities are made of; nil when not embedded.
     public func unitVector(of image: ImageReference) -> [Double]? { images.row(image).map(images.unit) }
     public func unitVector(of caption: String) -> [Double]? { captions.row(caption).map(captions.unit) }
+
+    public func score(caption: String, image: ImageReference) -> Double? { similarity(caption: caption, image: image) }
+
+    public func imageFailure(_ image: ImageReference) -> String? {
+        images.row(image) == nil ? imageFailures[image] ?? "the image \(image) was not embedded" : nil
+    }
+
+    public func captionFailure(_ caption: String) -> String? {
+        captions.row(caption) == nil ? textFailures[caption] ?? "the caption \"\(caption)\" was not embedded" : nil
+    }
+
+    public var inputs: ScoredInputs {
+        ScoredInputs(images: imageCount, captions: captionCount, failedImages: imageFailures.count, failedCaptions: textFailures.count)
+    }
 
     /// Adds rows of `values` ([count, dimension], row-major); an input already present keeps its row.
     mutating func add(images keys: [ImageReference], values: [Float]) { images.add(keys, values: values) }

@@ -50,13 +50,15 @@ public struct BenchmarkResult: Sendable {
     public let scores: [Score]
 }
 
-/// A model's embedding work: distinct inputs embedded and the ones that failed.
+/// A model's work: distinct inputs scored and the ones that failed, and how it scores pairs.
 public struct ModelSummary: Sendable, Equatable {
     public let label: String
     public let images: Int
     public let captions: Int
     public let failedImages: Int
     public let failedCaptions: Int
+    /// How s(c, i) was computed, when it is not CLIP's cosine similarity (the teacher's protocol).
+    public var scoring: String? = nil
 }
 
 public struct EvaluationReport: Sendable {
@@ -65,13 +67,15 @@ public struct EvaluationReport: Sendable {
     public let benchmarks: [BenchmarkResult]
 }
 
-/// One model's embeddings, labelled for the report.
+/// One model's pair scores, labelled for the report.
 public struct ModelRun: Sendable {
     public let label: String
-    public let table: EmbeddingTable
+    public let table: any PairScores
+    public let scoring: String?
 
-    public init(label: String, table: EmbeddingTable) {
+    public init(label: String, table: any PairScores, scoring: String? = nil) {
         self.label = label
         self.table = table
+        self.scoring = scoring
     }
 }

@@ -1,4 +1,4 @@
-/// Scores benchmarks from models' embeddings: per-item results, then each score of the benchmark's
+/// Scores benchmarks from models' pair scores: per-item results, then each score of the benchmark's
 /// plan with its bootstrap interval. Items that any model cannot score are skipped for all, so
 /// compared models are scored on the same items.
 public enum Evaluator {
@@ -14,10 +14,26 @@ public enum Evaluator {
         return (images, captions)
     }
 
+    /// Each distinct image with the distinct captions some item scores it against, in order of first
+    /// appearance: the pairs a pair-wise scorer (the teacher) must compute.
+    public static func pairs(_ benchmarks: [Benchmark]) -> [(image: ImageReference, captions: [String])] {
+        var order: [ImageReference] = [], captions: [ImageReference: [String]] = [:], seen = Set<PairKey>()
+        for item in benchmarks.lazy.flatMap(\.items) {
+            for image in item.images {
+                if captions[image] == nil { order.append(image); captions[image] = [] }
+                for caption in item.captions where seen.insert(PairKey(caption: caption, image: image)).inserted {
+                    captions[image, default: []].append(caption)
+                }
+            }
+        }
+        return order.map { ($0, captions[$0] ?? []) }
+    }
+
     public static func report(_ benchmarks: [Benchmark], runs: [ModelRun], bootstrap: BootstrapSettings = BootstrapSettings()) -> EvaluationReport {
-        let summaries = runs.map {
-            ModelSummary(label: $0.label, images: $0.table.imageCount, captions: $0.table.captionCount,
-                         failedImages: $0.table.imageFailures.count, failedCaptions: $0.table.textFailures.count)
+        let summaries = runs.map { run in
+            let inputs = run.table.inputs
+            return ModelSummary(label: run.label, images: inputs.images, captions: inputs.captions,
+                                failedImages: inputs.failedImages, failedCaptions: inputs.failedCaptions, scoring: run.scoring)
         }
         return EvaluationReport(models: summaries, bootstrap: bootstrap,
                                 benchmarks: benchmarks.map { result($0, runs: runs, bootstrap: Bootstrap(bootstrap)) })
@@ -57,7 +73,16 @@ public enum Evaluator {
     /// A benchmark scored as a whole: each unit group's metrics pooled over its units, keyed by the group
     /// so every group has its own bootstrap draws.
     static func result(_ benchmark: Benchmark, corpus: any CorpusTask, runs: [ModelRun], bootstrap: Bootstrap) -> BenchmarkResult {
-        let outcome = corpus.evaluate(runs.map(\.table))
+        // Zero-shot, retrieval and the probe need embeddings; a pair-only scorer (the teacher's diffusion
+        // score) cannot take part, so the benchmark is reported unscored rather than scored for some models.
+        let tables = runs.compactMap { $0.table as? EmbeddingTable }
+        guard tables.count == runs.count else {
+            let pairOnly = runs.filter { !($0.table is EmbeddingTable) }.map(\.label).joined(separator: ", ")
+            let reason = SkippedItem(id: benchmark.name, reason: "needs embeddings, which \(pairOnly) does not give (it scores caption-image pairs only)")
+            return BenchmarkResult(name: benchmark.name, kind: benchmark.kind, source: benchmark.source, rows: benchmark.rowCount,
+                                   scored: 0, skipped: benchmark.skipped + [reason], subsetName: nil, scores: [])
+        }
+        let outcome = corpus.evaluate(tables)
         let plan = ScoringPlan(metrics: [], overall: true, subsetName: nil, macro: nil)
         var scores: [Score] = []
         for group in outcome.groups {

@@ -1,21 +1,27 @@
-/// One item's results from its caption-image similarities s(c, i), with Winoground's strict inequalities:
+/// One item's results from its caption-image scores s(c, i) (higher is a better match), with Winoground's strict inequalities:
 /// a tie is never correct.
 public enum ItemScorer {
     /// The item's metric values in `Benchmark.plan.metrics` order, or why it cannot be scored
-    /// (an image or caption that could not be embedded).
-    public static func score(_ item: BenchmarkItem, with table: EmbeddingTable) -> Result<[Bool], SkippedItem> {
-        for image in item.images where table.embedding(of: image) == nil {
-            let reason = table.imageFailures[image] ?? "the image \(image) was not embedded"
-            return .failure(SkippedItem(id: item.id, reason: reason))
+    /// (an image or caption the model could not handle, a pair it did not score).
+    public static func score(_ item: BenchmarkItem, with table: some PairScores) -> Result<[Bool], SkippedItem> {
+        for image in item.images {
+            if let reason = table.imageFailure(image) { return .failure(SkippedItem(id: item.id, reason: reason)) }
         }
-        for caption in item.captions where table.embedding(of: caption) == nil {
-            let reason = table.textFailures[caption] ?? "the caption \"\(caption)\" was not embedded"
-            return .failure(SkippedItem(id: item.id, reason: reason))
+        for caption in item.captions {
+            if let reason = table.captionFailure(caption) { return .failure(SkippedItem(id: item.id, reason: reason)) }
         }
-        // Present by the checks above.
-        let s = { (caption: Int, image: Int) in
-            table.similarity(caption: item.captions[caption], image: item.images[image]) ?? .nan
+        var values: [[Double]] = []
+        for caption in item.captions {
+            var row: [Double] = []
+            for image in item.images {
+                guard let value = table.score(caption: caption, image: image) else {
+                    return .failure(SkippedItem(id: item.id, reason: "the caption \"\(caption)\" was not scored against \(image)"))
+                }
+                row.append(value)
+            }
+            values.append(row)
         }
+        let s = { (caption: Int, image: Int) in values[caption][image] }
         switch item.task {
         case .pairs:
             guard item.images.count == 2, item.captions.count == 2 else {

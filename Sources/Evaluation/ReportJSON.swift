@@ -14,7 +14,8 @@ public enum ReportJSON {
         object([
             ("models", .array(report.models.map { model in
                 object([("label", .string(model.label)), ("images", integer(model.images)), ("captions", integer(model.captions)),
-                        ("failed_images", integer(model.failedImages)), ("failed_captions", integer(model.failedCaptions))])
+                        ("failed_images", integer(model.failedImages)), ("failed_captions", integer(model.failedCaptions)),
+                        ("scoring", model.scoring.map(JSONValue.string) ?? .null)])
             })),
             ("bootstrap", object([("method", .string(method)), ("resamples", integer(report.bootstrap.resamples)),
                                   ("seed", .number(JSONNumber(report.bootstrap.seed))),

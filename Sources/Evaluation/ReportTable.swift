@@ -8,8 +8,9 @@ public enum ReportTable {
         let letters = ["A", "B"]
         for (index, model) in report.models.enumerated() {
             let name = report.models.count > 1 ? "model \(letters[min(index, 1)])" : "model"
-            out += "\(name): \(model.label) (\(model.images) images, \(model.captions) captions embedded"
+            out += "\(name): \(model.label) (\(model.images) images, \(model.captions) captions \(model.scoring == nil ? "embedded" : "encoded")"
                 + (model.failedImages + model.failedCaptions > 0 ? "; \(model.failedImages) images, \(model.failedCaptions) captions failed" : "") + ")\n"
+            if let scoring = model.scoring { out += "  s(c, i): \(scoring)\n" }
         }
         let b = report.bootstrap
         out += "intervals: \(percent(b.confidence, digits: 0))% percentile bootstrap, \(b.resamples) resamples of items, seed \(b.seed)"

@@ -9,7 +9,7 @@ import WeightsIO
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Score a CLIP on Winoground, SugarCrepe, multiple choice, ARO, zero-shot, retrieval and probe benchmarks.",
+        abstract: "Score a CLIP (or a Stable Diffusion teacher) on Winoground, SugarCrepe, multiple choice, ARO, zero-shot, retrieval and probe benchmarks.",
         discussion: """
         Each BENCHMARK is a file or folder whose layout is detected, or named as KIND:PATH (winoground, sugarcrepe, \
         choice, aro, aro-relation, aro-attribution, zeroshot, retrieval, probe). s(c, i) is the cosine similarity of CLIP's projected caption \
@@ -24,17 +24,50 @@ struct EvalCommand: ParsableCommand {
         attribute. Every score has a percentile bootstrap \
         interval over items (seeded); --compare scores a second model on the same items and adds the \
         difference with a paired-bootstrap interval. Bad items are named on stderr, skipped and counted.
+
+        --teacher SD_MODEL scores the same items with the teacher's diffusion-score classifier (Diffusion \
+        Classifier, Li et al. 2023; DiffusionITM, Krojer et al. 2023): each image is resized (shorter side, \
+        bicubic) and centre-cropped to --teacher-resolution, scaled to [-1, 1] and encoded to the VAE's posterior \
+        mean × scaling_factor = z0; for K = --teacher-timesteps timesteps t_k = T/K/2 + k·T/K (default 10: 50, \
+        150, …, 950 of SD's 1000) and noise ε_k drawn once per k (standard normal from --teacher-seed, shared \
+        by every caption and image), s(c, i) = −mean_k ‖ε_θ(√ᾱ z0 + √(1−ᾱ) ε_k, t_k, text(c)) − target‖² \
+        (target ε, or v for v-prediction teachers). The teacher is model B beside MODEL (B − A is teacher \
+        minus CLIP); it cannot be combined with --compare. MODEL may be left out: a first argument that names \
+        a benchmark (KIND:PATH, a .json or .jsonl file, or a folder holding a benchmark file) scores the \
+        teacher alone. Cost: K UNet passes per caption-image pair (a Winoground item is 4 pairs, 40 passes \
+        at the default K).
         """
     )
 
-    @Argument(help: ArgumentHelp("The CLIP: a file or folder in any supported layout.", valueName: "MODEL"))
+    @Argument(help: ArgumentHelp("The CLIP: a file or folder in any supported layout (may be left out with --teacher).", valueName: "MODEL"))
     var model: String
 
     @Argument(help: ArgumentHelp("Benchmarks: paths, or KIND:PATH to name the layout.", valueName: "BENCHMARK"))
-    var benchmarks: [String]
+    var benchmarks: [String] = []
 
     @Option(help: ArgumentHelp("A second CLIP to score on the same items, shown beside MODEL with the difference (OTHER − MODEL).", valueName: "OTHER"))
     var compare: String?
+
+    @Option(help: ArgumentHelp("A Stable Diffusion checkpoint whose diffusion-score classifier is scored beside MODEL (see above).", valueName: "SD_MODEL"))
+    var teacher: String?
+
+    @Option(name: .customLong("teacher-config"), help: "A configuration folder or file for --teacher (as `finetune --teacher-config`).")
+    var teacherConfig: String?
+
+    @Option(name: .customLong("teacher-prediction"), help: "What the teacher's UNet predicts, epsilon or v_prediction (default: its scheduler_config.json, else epsilon).")
+    var teacherPrediction: String?
+
+    @Option(name: .customLong("teacher-timesteps"), help: "K: timesteps per caption-image pair.")
+    var teacherTimesteps = DiffusionScoring.defaultTimesteps
+
+    @Option(name: .customLong("teacher-seed"), help: "Seed of the teacher's noise ε_k.")
+    var teacherSeed: UInt64 = 0
+
+    @Option(name: .customLong("teacher-resolution"), help: "Image side for the teacher (default: its UNet sample_size × the VAE's downsampling, 512 for SD1.5).")
+    var teacherResolution: Int?
+
+    @Option(name: .customLong("teacher-batch-size"), help: "Caption × image × timestep rows per UNet pass.")
+    var teacherBatchSize = 4
 
     @Option(help: ArgumentHelp("Write every score, interval, count and skipped item to this JSON file.", valueName: "FILE"))
     var json: String?
@@ -69,12 +102,24 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Bootstrap seed.")
     var seed: UInt64 = 0
 
+    /// The CLIP and the benchmarks: with --teacher, a first argument naming a benchmark leaves MODEL out.
+    var resolved: (clip: String?, benchmarks: [String]) {
+        if teacher != nil, BenchmarkLoader.namesBenchmark(model) { return (nil, [model] + benchmarks) }
+        return (model, benchmarks)
+    }
+
     /// Skipped items named on stderr per benchmark; the JSON report lists them all.
     static let namedSkips = 100
 
     func validate() throws {
-        guard !benchmarks.isEmpty else { throw ValidationError("give at least one BENCHMARK") }
+        guard !resolved.benchmarks.isEmpty else { throw ValidationError("give at least one BENCHMARK") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard teacher == nil || compare == nil else {
+            throw ValidationError("--teacher and --compare each add the second model: give one of them")
+        }
+        guard teacherBatchSize > 0 else { throw ValidationError("--teacher-batch-size must be positive") }
+        guard teacherTimesteps > 0 else { throw ValidationError("--teacher-timesteps must be positive") }
+        if let teacherResolution, teacherResolution <= 0 { throw ValidationError("--teacher-resolution must be positive") }
         guard (1...100_000).contains(resamples) else { throw ValidationError("--resamples must be 1 to 100000") }
         guard KarpathyReader.splits.contains(split) else {
             throw ValidationError("--split must be one of \(KarpathyReader.splits.joined(separator: ", ")), got \(split)")
@@ -83,17 +128,31 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            let (clipPath, benchmarkArguments) = resolved
             let options = BenchmarkOptions(images: images, split: split, classNames: classnames, templates: templates)
-            let loaded = try BenchmarkLoader.open(benchmarks.map(BenchmarkSpec.init(argument:)), options: options)
+            let loaded = try BenchmarkLoader.open(benchmarkArguments.map(BenchmarkSpec.init(argument:)), options: options)
             let inputs = Evaluator.inputs(loaded)
+            // The teacher is loaded first, so that a teacher that cannot work fails before any CLIP work.
+            let scorer = try teacher.map { path in
+                try DiffusionScorer(teacher: EvalTeacher.load(path, configuration: teacherConfig, prediction: teacherPrediction),
+                                    settings: DiffusionScoring(timesteps: teacherTimesteps, seed: teacherSeed, resolution: teacherResolution,
+                                                               batchSize: teacherBatchSize))
+            }
             var runs: [ModelRun] = []
-            for (path, configuration) in [(model, config)] + (compare.map { [($0, compareConfig)] } ?? []) {
+            let clips = (clipPath.map { [($0, config)] } ?? []) + (compare.map { [($0, compareConfig)] } ?? [])
+            for (path, configuration) in clips {
                 let clip = try CLIPLoader.load(path, configuration: configuration)
                 for note in clip.notes { printError("note: \(path): \(note)") }
                 let embedder = try CLIPEmbedder(model: clip.model, batchSize: batchSize, source: path)
                 let display = EmbeddingProgressDisplay(model: path)
                 let table = try embedder.embed(images: inputs.images, captions: inputs.captions, progress: display.update)
                 runs.append(ModelRun(label: path, table: table))
+            }
+            if let teacher, let scorer {
+                let draws = try scorer.seededDraws()
+                let display = EmbeddingProgressDisplay(model: teacher)
+                let table = try scorer.score(Evaluator.pairs(loaded), draws: draws, progress: display.update)
+                runs.append(ModelRun(label: teacher, table: table, scoring: scorer.describe(draws)))
             }
             let report = Evaluator.report(loaded, runs: runs, bootstrap: BootstrapSettings(resamples: resamples, seed: seed))
             for benchmark in report.benchmarks {
@@ -114,7 +173,7 @@ struct EvalCommand: ParsableCommand {
     }
 }
 
-/// Embedding progress on stderr: redrawn on a terminal, otherwise a line at every tenth of a stage.
+/// Embedding (or the teacher's scoring) progress on stderr: redrawn on a terminal, otherwise a line at every tenth of a stage.
 final class EmbeddingProgressDisplay {
     private let model: String
     private let isTerminal = isatty(STDERR_FILENO) != 0
@@ -135,7 +194,7 @@ final class EmbeddingProgressDisplay {
         let finished = progress.done == progress.total
         let elapsed = Date().timeIntervalSince(stageStart)
         let rate = elapsed > 0 ? Double(progress.done) / elapsed : 0
-        var text = "\(model): embedding \(progress.stage.rawValue) \(progress.done)/\(progress.total)"
+        var text = "\(model): \(progress.stage.activity) \(progress.done)/\(progress.total)"
         if rate > 0 { text += String(format: "  %.1f/s", rate) }
         if rate > 0, !finished { text += String(format: "  ETA %.0fs", Double(progress.total - progress.done) / rate) }
         if isTerminal {

@@ -80,6 +80,20 @@ public enum BenchmarkLoader {
         return benchmarks
     }
 
+    /// Whether an argument names a benchmark rather than a model, without reading it: KIND:PATH, a
+    /// `.json`/`.jsonl` file, or a folder holding a file of a benchmark layout. (`eval --teacher` uses it
+    /// to tell a left-out MODEL.)
+    public static func namesBenchmark(_ argument: String) -> Bool {
+        let spec = BenchmarkSpec(argument: argument)
+        if spec.layout != nil { return true }
+        let path = spec.path
+        if BenchmarkFile.isFolder(path) {
+            return ([WinogroundReader.fileName, AROReader.relationFile, AROReader.attributionFile]
+                .contains { BenchmarkFile.exists(BenchmarkFile.join(path, $0)) }) || !SugarCrepeReader.files(in: path).isEmpty
+        }
+        return path.hasSuffix(".jsonl") || path.hasSuffix(".json")
+    }
+
     public static func open(_ spec: BenchmarkSpec, images: String? = nil) throws -> [Benchmark] {
         try open(spec, options: BenchmarkOptions(images: images))
     }

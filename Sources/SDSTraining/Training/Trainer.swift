@@ -118,7 +118,7 @@ public final class Trainer {
         }
         schedule = LearningRateSchedule(warmupSteps: configuration.warmupSteps, totalSteps: totalSteps)
         tokenizer = try CLIPTokenizer()
-        teacherPadID = teacher.version == .sd1 ? Int(CLIPTokenizer.endOfTextID) : 0
+        teacherPadID = teacher.padID
 
         let start = checkpoint?.progress ?? TrainingProgress(step: 0, epoch: 0, position: 0, randomState: configuration.seed ^ 0x5D5C_11B0_0000_0001,
                                                              samplesSeen: 0, badSamples: 0, elapsedSeconds: 0)
