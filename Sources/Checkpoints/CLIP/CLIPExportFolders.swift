@@ -20,14 +20,14 @@ enum HuggingFaceCLIPFolder {
     }
 
     static func files(_ model: CLIPModel, tensors: [SafetensorsWriter.Tensor], dtype: DType,
-                      metadata: [String: String]) throws -> [ExportedFile] {
+                      metadata: [String: String], vocabulary: BPEVocabulary) throws -> [ExportedFile] {
         var config = CLIPConfigurationFile.huggingFaceObject(model.configuration)
         config["dtype"] = torchDTypeName(dtype)
         return [
             try ExportedFile.json("config.json", config),
             ExportedFile(weightFile, .tensors(tensors, metadata: metadata)),
             try ExportedFile.json("preprocessor_config.json", imageProcessor(resolution: model.configuration.vision.imageSize)),
-        ] + (try HuggingFaceTokenizerFiles.files(contextLength: model.configuration.text.contextLength))
+        ] + (try HuggingFaceTokenizerFiles.files(vocabulary: vocabulary, contextLength: model.configuration.text.contextLength))
     }
 
     static func torchDTypeName(_ dtype: DType) -> String {
@@ -52,15 +52,14 @@ enum HuggingFaceCLIPFolder {
     }
 }
 
-/// transformers' `CLIPTokenizer` files, derived from the BPE vocabulary `sdsclip tokenize` uses:
-/// `vocab.json` (token → id), `merges.txt` (the merges in rank order under a version line), and the
-/// special tokens. Padding is with end of text, as OpenAI's released CLIP tokenizers do.
+/// transformers' `CLIPTokenizer` files, derived from the model's BPE vocabulary (the built-in one, or the
+/// folder's own it was loaded with): `vocab.json` (token → id), `merges.txt` (the merges in rank order under
+/// a version line), and the special tokens. Padding is with end of text, as OpenAI's released CLIP tokenizers do.
 enum HuggingFaceTokenizerFiles {
-    static let startOfText = "<|startoftext|>"
-    static let endOfText = "<|endoftext|>"
+    static let startOfText = HuggingFaceVocabularyReader.startOfText
+    static let endOfText = HuggingFaceVocabularyReader.endOfText
 
-    static func files(contextLength: Int) throws -> [ExportedFile] {
-        let vocabulary = try CLIPTokenizer().vocabulary
+    static func files(vocabulary: BPEVocabulary, contextLength: Int) throws -> [ExportedFile] {
         let merges = "#version: 0.2\n" + vocabulary.mergeLines.joined(separator: "\n") + "\n"
         let special = ["bos_token": startOfText, "eos_token": endOfText, "unk_token": endOfText, "pad_token": endOfText]
         var tokenizer: [String: Any] = special
@@ -126,8 +125,10 @@ enum OpenCLIPFolder {
         }
     }
 
+    /// `vocabulary` only when it is not the built-in one open_clip also uses: then its tokenizer files go
+    /// beside the weights, so that sdsclip (and transformers' CLIPTokenizer) tokenize for this model.
     static func files(_ model: CLIPModel, tensors: [SafetensorsWriter.Tensor], metadata: [String: String],
-                      output: String) throws -> [ExportedFile] {
+                      output: String, ownVocabulary vocabulary: BPEVocabulary?) throws -> [ExportedFile] {
         let config: [String: Any] = [
             "model_cfg": try CLIPConfigurationFile.openCLIPModelObject(model.configuration, file: output),
             "preprocess_cfg": [
@@ -136,6 +137,7 @@ enum OpenCLIPFolder {
                 "std": CLIPPreprocessor.openAIStd.map(CLIPConfigurationFile.decimal), "fill_color": 0,
             ] as [String: Any],
         ]
-        return [try ExportedFile.json("open_clip_config.json", config), ExportedFile(weightFile, .tensors(tensors, metadata: metadata))]
+        let tokenizer = try vocabulary.map { try HuggingFaceTokenizerFiles.files(vocabulary: $0, contextLength: model.configuration.text.contextLength) } ?? []
+        return [try ExportedFile.json("open_clip_config.json", config), ExportedFile(weightFile, .tensors(tensors, metadata: metadata))] + tokenizer
     }
 }
