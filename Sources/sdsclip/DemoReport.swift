@@ -1,0 +1,138 @@
+import Foundation
+import SDSTraining
+import WeightsIO
+
+/// Writes the demo's `report.md`, `report.json` and `loss.png` (each atomically) from its result.
+enum DemoReport {
+    static let models = [("base", "base CLIP (before)"), ("control", "control: λ = 0 fine-tune"), ("sds", "SDS fine-tune")]
+
+    static func write(_ result: DemoResult) throws -> [String] {
+        let out = result.settings.out
+        func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
+        try LossPlot.write(series: lossSeries(result.runs), to: path("loss.png"))
+        let json = try JSONSerialization.data(withJSONObject: object(result), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try AtomicFile.write(Array(json) + [0x0A], to: path("report.json"))
+        try AtomicFile.write(Array(markdown(result).utf8), to: path("report.md"))
+        return ["report.md", "report.json", "loss.png"].map(path)
+    }
+
+    /// Both runs' losses: the control's L_SDS is measured through its (untrained, λ = 0) map and not optimised.
+    static func lossSeries(_ runs: [DemoRun]) -> [LossPlot.Series] {
+        runs.flatMap { run -> [LossPlot.Series] in
+            let label = run.name == "sds" ? "SDS" : "control"
+            var series: [LossPlot.Series] = [("\(label) L_CLIP", run.history.map { ($0.step, Double($0.losses.clip)) }),
+                                             ("\(label) L_SDS", run.history.map { ($0.step, Double($0.losses.sds)) })]
+            if run.lambda > 0 { series.insert(("\(label) loss", run.history.map { ($0.step, Double($0.losses.total)) }), at: 0) }
+            return series
+        }
+    }
+
+    static func percent(_ value: Double) -> String { String(format: "%.1f", 100 * value) }
+
+    static func cell(_ estimate: DemoEstimate) -> String {
+        "\(percent(estimate.value)) [\(percent(estimate.low)), \(percent(estimate.high))]"
+    }
+
+    static func signedCell(_ estimate: DemoEstimate) -> String {
+        func signed(_ value: Double) -> String { (value >= 0 ? "+" : "") + percent(value) }
+        return "\(signed(estimate.value)) [\(signed(estimate.low)), \(signed(estimate.high))]"
+    }
+
+    static func markdown(_ r: DemoResult) -> String {
+        let s = r.settings
+        var lines = ["# sdsclip demo", "",
+                     "SDS-CLIP on the example world: the base CLIP fine-tuned with L = L_CLIP + λ·L_SDS through the SD teacher, and the "
+                     + "same run with λ = 0 as the control (same seed, data order, noise and timesteps), scored on \(r.scored) "
+                     + "Winoground-style swapped-caption pairs (`\(r.benchmark)`) the models never saw.", "",
+                     "## Scores (percent, 95 % bootstrap interval over pairs)", "",
+                     "| model | text | image | group |", "| --- | --- | --- | --- |"]
+        for (name, label) in models {
+            guard let entry = r.scores.first(where: { $0.model == name }) else { continue }
+            lines.append("| \(label) (`\(entry.path)`) | \(cell(entry.scores.text)) | \(cell(entry.scores.image)) | \(cell(entry.scores.group)) |")
+        }
+        if let teacher = r.teacher {
+            lines.append("| teacher's diffusion-score classifier (`\(s.teacher)`) | \(cell(teacher.text)) | \(cell(teacher.image)) | \(cell(teacher.group)) |")
+        } else {
+            lines.append("| teacher's diffusion-score classifier (`\(s.teacher)`) | not measured | not measured | not measured |")
+        }
+        lines += ["", "Chance is 25 (text), 25 (image) and 16.7 (group). text: each image prefers its own caption; image: each caption "
+                  + "prefers its own image; group: both. Strict inequalities: a tie is wrong.", "",
+                  "## Paired differences (B − A, percentage points, paired bootstrap)", "",
+                  "| A → B | text | image | group |", "| --- | --- | --- | --- |"]
+        for (a, b) in DemoEvaluation.pairs {
+            let cells = DemoEvaluation.metrics.map { metric in
+                r.comparisons.first { $0.a == a && $0.b == b && $0.metric == metric }.map { signedCell($0.difference) } ?? "–"
+            }
+            lines.append("| \(a) → \(b) | \(cells.joined(separator: " | ")) |")
+        }
+        lines += ["", "## What the numbers mean", "",
+                  "- The models are tiny (under a million parameters each) and the fine-tunes short (\(s.steps) steps of \(s.batchSize)); "
+                  + "only CLIP's LayerNorms and the latent map h_w are trained. With \(r.scored) pairs an interval is several points wide: "
+                  + "a difference whose interval contains 0 is not evidence of a change either way.",
+                  "- The control isolates L_SDS: both runs share everything but λ, so control → SDS is the effect of the teacher; "
+                  + "base → control is what the same steps of L_CLIP alone do on this data.",
+                  "- The teacher's own accuracy bounds what it can teach: "
+                  + (r.teacher == nil ? "it is not measured in this build (the diffusion-score classifier, `eval --teacher`, is not wired in yet), so "
+                     + "see `fixtures/demo/trained/README.md` for the figure measured in Python when the teacher was trained."
+                     : "the row above is its diffusion-score classifier on the same pairs."),
+                  "- The example world is synthetic and its captions come from one template; nothing here predicts the effect on "
+                  + "real images or benchmarks.", "",
+                  "## Losses", "", "![losses](loss.png)", "",
+                  "| run | λ | final loss | L_CLIP | L_SDS | time |", "| --- | --- | --- | --- | --- | --- |"]
+        for run in r.runs {
+            let l = run.losses
+            lines.append("| \(run.name) (`\(run.folder)`) | \(run.lambda) | \(l.map { String(format: "%.4f", $0.total) } ?? "–") | "
+                         + "\(l.map { String(format: "%.4f", $0.clip) } ?? "–") | \(l.map { String(format: "%.4f", $0.sds) } ?? "–") | "
+                         + String(format: "%.0f s", run.seconds) + " |")
+        }
+        lines += ["", "The control's L_SDS is measured through its latent map, which λ = 0 does not train (only weight decay moves it).", "",
+                  "## Outputs", "",
+                  "- distilled CLIPs: `\(r.runs.map(\.final).joined(separator: "`, `"))` (metrics.jsonl, loss.png and checkpoints beside them)"]
+        for export in r.exports {
+            lines.append("- SDS result exported as `\(export.layout)`: `\(export.folder)`")
+        }
+        lines += ["- example world: `\(r.data)`", "",
+                  "## Settings", "",
+                  "| setting | value |", "| --- | --- |",
+                  "| base CLIP | `\(s.clip)` |", "| teacher | `\(s.teacher)` |",
+                  "| steps, batch size | \(s.steps), \(s.batchSize) |", "| λ (SDS run) | \(s.lambda) |",
+                  "| lr-clip, lr-map | \(s.lrClip), \(s.lrMap) |", "| latent size | \(s.latentSize) |",
+                  "| training samples, test pairs | \(s.trainingSamples), \(s.testPairs) |",
+                  "| seed | \(s.seed) |", "| bootstrap resamples | \(s.resamples) |", "",
+                  "## Timings", "", "| stage | seconds |", "| --- | --- |"]
+        lines += r.timings.map { "| \($0.stage) | \(String(format: "%.1f", $0.seconds)) |" }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func estimate(_ e: DemoEstimate) -> [String: Any] {
+        var object: [String: Any] = ["value": e.value, "low": e.low, "high": e.high]
+        if let correct = e.correct { object["correct"] = correct }
+        return object
+    }
+
+    static func scores(_ s: DemoScores) -> [String: Any] {
+        ["text": estimate(s.text), "image": estimate(s.image), "group": estimate(s.group)]
+    }
+
+    static func object(_ r: DemoResult) -> [String: Any] {
+        let s = r.settings
+        return [
+            "settings": ["clip": s.clip, "teacher": s.teacher, "steps": s.steps, "batch_size": s.batchSize, "lambda": Double(s.lambda),
+                         "lr_clip": Double(s.lrClip), "lr_map": Double(s.lrMap), "latent_size": s.latentSize,
+                         "training_samples": s.trainingSamples, "test_pairs": s.testPairs, "seed": s.seed, "resamples": s.resamples],
+            "benchmark": ["path": r.benchmark, "pairs": r.pairs, "scored": r.scored, "skipped": r.skipped],
+            "models": Dictionary(uniqueKeysWithValues: r.scores.map { ($0.model, ["path": $0.path, "scores": scores($0.scores)] as [String: Any]) }),
+            "comparisons": r.comparisons.map { ["a": $0.a, "b": $0.b, "metric": $0.metric, "difference": estimate($0.difference)] as [String: Any] },
+            "teacher_diffusion_score": r.teacher.map(scores) ?? NSNull(),
+            "teacher_diffusion_score_note": r.teacher == nil ? "not measured: the diffusion-score classifier is not wired into demo yet" : "measured",
+            "runs": r.runs.map { run -> [String: Any] in
+                var entry: [String: Any] = ["name": run.name, "lambda": Double(run.lambda), "folder": run.folder, "final": run.final,
+                                            "seconds": run.seconds, "steps": run.history.last?.step ?? 0]
+                if let l = run.losses { entry["final_losses"] = ["loss": Double(l.total), "loss_clip": Double(l.clip), "loss_sds": Double(l.sds)] }
+                return entry
+            },
+            "exports": Dictionary(uniqueKeysWithValues: r.exports.map { ($0.layout, $0.folder) }),
+            "timings_s": Dictionary(uniqueKeysWithValues: r.timings.map { ($0.stage, $0.seconds) }),
+        ]
+    }
+}
