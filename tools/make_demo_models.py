@@ -117,6 +117,10 @@ def save_tokenizer(source, folder):
     tokenizer = CLIPTokenizer(os.path.join(source, "vocab.json"), os.path.join(source, "merges.txt"),
                               model_max_length=CONTEXT, pad_token=EOT)
     tokenizer.save_pretrained(folder)
+    # transformers 5 writes tokenizer.json only; the folder also ships the vocab.json + merges.txt that
+    # CLIPTokenizer reads (and sdsclip reads).
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(os.path.join(source, name), os.path.join(folder, name))
     return CLIPTokenizer.from_pretrained(folder)
 
 

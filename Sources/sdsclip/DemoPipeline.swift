@@ -8,12 +8,12 @@ struct DemoSettings {
     var out = "demo-output"
     var clip = "fixtures/demo/trained/clip"
     var teacher = "fixtures/demo/trained/sd"
-    var steps = 120
+    var steps = 600
     var seed: UInt64 = 0
     var lambda: Float = FinetuneConfiguration().lambda
     var batchSize = 8
-    var trainingSamples = 512
-    var testPairs = 100
+    var trainingSamples = 2048
+    var testPairs = 200
     var lrClip: Float = 1e-3
     var lrMap: Float = 1e-2
     var latentSize = 8

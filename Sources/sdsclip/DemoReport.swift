@@ -16,16 +16,28 @@ enum DemoReport {
         return ["report.md", "report.json", "loss.png"].map(path)
     }
 
-    /// Both runs' losses: the control's L_SDS is measured through its (untrained, λ = 0) map and not optimised.
+    /// Both runs' losses, each a trailing mean over `window` steps (a step's loss depends on its random
+    /// timesteps, so raw curves are mostly noise). The control's L_SDS goes through its untrained map.
     static func lossSeries(_ runs: [DemoRun]) -> [LossPlot.Series] {
-        runs.flatMap { run -> [LossPlot.Series] in
+        let window = smoothingWindow(runs)
+        func smoothed(_ run: DemoRun, _ value: (SDSLosses) -> Float) -> [(step: Int, value: Double)] {
+            var sum = 0.0, points: [(step: Int, value: Double)] = []
+            for (index, entry) in run.history.enumerated() {
+                sum += Double(value(entry.losses))
+                if index >= window { sum -= Double(value(run.history[index - window].losses)) }
+                points.append((entry.step, sum / Double(min(index + 1, window))))
+            }
+            return points
+        }
+        return runs.flatMap { run -> [LossPlot.Series] in
             let label = run.name == "sds" ? "SDS" : "control"
-            var series: [LossPlot.Series] = [("\(label) L_CLIP", run.history.map { ($0.step, Double($0.losses.clip)) }),
-                                             ("\(label) L_SDS", run.history.map { ($0.step, Double($0.losses.sds)) })]
-            if run.lambda > 0 { series.insert(("\(label) loss", run.history.map { ($0.step, Double($0.losses.total)) }), at: 0) }
+            var series: [LossPlot.Series] = [("\(label) L_CLIP", smoothed(run, \.clip)), ("\(label) L_SDS", smoothed(run, \.sds))]
+            if run.lambda > 0 { series.insert(("\(label) loss", smoothed(run, \.total)), at: 0) }
             return series
         }
     }
+
+    static func smoothingWindow(_ runs: [DemoRun]) -> Int { max(1, (runs.map { $0.history.count }.max() ?? 0) / 30) }
 
     static func percent(_ value: Double) -> String { String(format: "%.1f", 100 * value) }
 
@@ -78,6 +90,7 @@ enum DemoReport {
                   "- The example world is synthetic and its captions come from one template; nothing here predicts the effect on "
                   + "real images or benchmarks.", "",
                   "## Losses", "", "![losses](loss.png)", "",
+                  "Each curve is a trailing mean over \(smoothingWindow(r.runs)) steps (a step's losses depend on its random timesteps).", "",
                   "| run | λ | final loss | L_CLIP | L_SDS | time |", "| --- | --- | --- | --- | --- | --- |"]
         for run in r.runs {
             let l = run.losses

@@ -45,14 +45,29 @@ extension CLITests {
         XCTAssertTrue(markdown.contains("| SDS fine-tune") && markdown.contains("not measured") && markdown.contains("loss.png"), markdown)
 
         // The two exports load back in sdsclip (with the model's own tokenizer) and score identically.
+        let json = out.appendingPathComponent("exports.json").path
         let compare = try sdsclip(["eval", out.appendingPathComponent("export/sds-hf").path, out.appendingPathComponent("data/test-swaps.jsonl").path,
-                                   "--compare", out.appendingPathComponent("export/sds-openclip").path, "--resamples", "10"])
+                                   "--compare", out.appendingPathComponent("export/sds-openclip").path, "--resamples", "10", "--json", json])
         XCTAssertEqual(compare.status, 0, compare.stderr)
-        XCTAssertTrue(compare.stdout.contains("+0.0"), compare.stdout)
-        XCTAssertFalse(compare.stdout.contains("+0.0 [-") || compare.stdout.contains("-0.0 ["), compare.stdout)
+        let scored = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        let scores = try XCTUnwrap(((scored["benchmarks"] as? [[String: Any]])?.first)?["scores"] as? [[String: Any]])
+        XCTAssertEqual(scores.count, 3)
+        for score in scores {
+            let pair = try XCTUnwrap(score["models"] as? [[String: Any]])
+            XCTAssertEqual(pair[0]["correct"] as? Int, pair[1]["correct"] as? Int, "\(score)")
+            let difference = try XCTUnwrap(score["difference"] as? [String: Double])
+            XCTAssertEqual(difference, ["value": 0, "low": 0, "high": 0])
+        }
+        // The SDS result scored in the report is the hf export's.
+        let sdsText = try XCTUnwrap(((models["sds"] as? [String: Any])?["scores"] as? [String: Any])?["text"] as? [String: Double])
+        XCTAssertEqual(sdsText["correct"].map(Int.init), pair0Correct(scores, metric: "text"))
 
         let again = try sdsclip(["demo", out.path, "--steps", "1"])
         XCTAssertEqual(again.status, 1)
         XCTAssertTrue(again.stderr.contains("not empty") && again.stderr.contains("--overwrite"), again.stderr)
+    }
+
+    func pair0Correct(_ scores: [[String: Any]], metric: String) -> Int? {
+        (scores.first { $0["metric"] as? String == metric }?["models"] as? [[String: Any]])?.first?["correct"] as? Int
     }
 }
