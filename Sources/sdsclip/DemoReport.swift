@@ -127,11 +127,14 @@ enum DemoReport {
         ["text": estimate(s.text), "image": estimate(s.image), "group": estimate(s.group)]
     }
 
+    /// A Float setting as the decimal it was written as (0.1, not 0.10000000149).
+    static func decimal(_ value: Float) -> Double { Double(String(value)) ?? Double(value) }
+
     static func object(_ r: DemoResult) -> [String: Any] {
         let s = r.settings
         return [
-            "settings": ["clip": s.clip, "teacher": s.teacher, "steps": s.steps, "batch_size": s.batchSize, "lambda": Double(s.lambda),
-                         "lr_clip": Double(s.lrClip), "lr_map": Double(s.lrMap), "latent_size": s.latentSize,
+            "settings": ["clip": s.clip, "teacher": s.teacher, "steps": s.steps, "batch_size": s.batchSize, "lambda": decimal(s.lambda),
+                         "lr_clip": decimal(s.lrClip), "lr_map": decimal(s.lrMap), "latent_size": s.latentSize,
                          "training_samples": s.trainingSamples, "test_pairs": s.testPairs, "seed": s.seed, "resamples": s.resamples],
             "benchmark": ["path": r.benchmark, "pairs": r.pairs, "scored": r.scored, "skipped": r.skipped],
             "models": Dictionary(uniqueKeysWithValues: r.scores.map { ($0.model, ["path": $0.path, "scores": scores($0.scores)] as [String: Any]) }),
@@ -139,7 +142,7 @@ enum DemoReport {
             "teacher_diffusion_score": r.teacher.map(scores) ?? NSNull(),
             "teacher_diffusion_score_note": r.teacher == nil ? "not measured: the diffusion-score classifier is not wired into demo yet" : "measured",
             "runs": r.runs.map { run -> [String: Any] in
-                var entry: [String: Any] = ["name": run.name, "lambda": Double(run.lambda), "folder": run.folder, "final": run.final,
+                var entry: [String: Any] = ["name": run.name, "lambda": decimal(run.lambda), "folder": run.folder, "final": run.final,
                                             "seconds": run.seconds, "steps": run.history.last?.step ?? 0]
                 if let l = run.losses { entry["final_losses"] = ["loss": Double(l.total), "loss_clip": Double(l.clip), "loss_sds": Double(l.sds)] }
                 return entry
