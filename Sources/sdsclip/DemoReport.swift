@@ -55,7 +55,7 @@ enum DemoReport {
         var lines = ["# sdsclip demo", "",
                      "SDS-CLIP on the example world: the base CLIP fine-tuned with L = L_CLIP + λ·L_SDS through the SD teacher, and the "
                      + "same run with λ = 0 as the control (same seed, data order, noise and timesteps), scored on \(r.scored) "
-                     + "Winoground-style swapped-caption pairs (`\(r.benchmark)`) the models never saw.", "",
+                     + "Winoground-style swapped-caption pairs (`\(r.benchmark)`), images none of the models was trained on.", "",
                      "## Scores (percent, 95 % bootstrap interval over pairs)", "",
                      "| model | text | image | group |", "| --- | --- | --- | --- |"]
         for (name, label) in models {
