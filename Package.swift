@@ -35,7 +35,8 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // WeightsIO for its atomic file writer (PNG output).
         .target(name: "Imaging", dependencies: ["CImageCodecs", "CImageShim", "CZlib", "WeightsIO"]),
-        .target(name: "Models", dependencies: ["Tensors", "CZlib"], resources: [.copy("Resources")]),
+        // WeightsIO for its JSON parser (a model folder's vocab.json, errors with their byte offset).
+        .target(name: "Models", dependencies: ["Tensors", "CZlib", "WeightsIO"], resources: [.copy("Resources")]),
         // Pure name/shape rules between checkpoint layouts: no tensors, no files.
         .target(name: "Layouts"),
         // Imaging for the preprocessing an exported model's processor config describes.

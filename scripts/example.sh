@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the shipped example data, from a fresh machine: installs the system packages,
-# builds the release CLI, reads, converts and verifies the example models end to end, then runs the
-# SDS-CLIP fine-tune on the example world with the tiny demo models.
+# builds the release CLI, reads, converts and verifies the example models end to end, then runs
+# `sdsclip demo`: the SDS-CLIP fine-tune on the example world with the trained demo models, its
+# lambda = 0 control, export, evaluation and a report in demo-output/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -54,20 +55,6 @@ step "check one SDS-CLIP training step against torch (losses, gradients, one Ada
 $BIN verify fixtures/clip/hf fixtures/sds/sd1_tokens_full.safetensors --teacher fixtures/sd/sd1_diffusers | tail -n 1
 $BIN verify fixtures/demo/clip fixtures/sds/demo_pooled_full.safetensors --teacher fixtures/demo/sd | tail -n 1
 
-step "write the example world (coloured shapes in spatial relations) in every data layout"
-$BIN example-data "$OUT/data" --count 128
-
-step "fine-tune the demo CLIP with SDS-CLIP through the demo SD teacher (tiny models, real vocabulary)"
-$BIN finetune --clip fixtures/demo/clip --teacher fixtures/demo/sd --data "$OUT/data/train.jsonl" --out "$OUT/run" \
-  --latent-size 8 --batch-size 8 --steps 48 --checkpoint-every 16 --log-every 8 --lr-clip 1e-3 --lr-map 1e-2 --warmup-steps 4
-ls "$OUT/run" "$OUT/run/checkpoints"
-
-step "the same samples streamed from webdataset tar shards (libarchive)"
-$BIN finetune --clip fixtures/demo/clip --teacher fixtures/demo/sd --data "$OUT/data/shards/train-{000..007}.tar" \
-  --out "$OUT/run-shards" --latent-size 8 --batch-size 8 --steps 8 --log-every 4 --lr-clip 1e-3 --lr-map 1e-2 | tail -n 4
-
-step "the distilled CLIP loads like any other"
-$BIN embed "$OUT/run/final" --text "a red circle left of a blue square" "a blue circle left of a red square"
-
-step "evaluate base vs distilled CLIP on the example world's swapped-caption pairs (Winoground scores)"
-$BIN eval fixtures/demo/clip "$OUT/data/test-swaps.jsonl" --compare "$OUT/run/final" 2>/dev/null
+step "the main job: sdsclip demo (example world -> SDS fine-tune and lambda = 0 control -> export -> evaluate -> report)"
+$BIN demo demo-output --overwrite
+printf '\nreport: demo-output/report.md (table, settings, timings), demo-output/loss.png, demo-output/report.json\n'

@@ -536,6 +536,10 @@ untrained, for exercising the SDS-CLIP pipeline end to end, not for results. See
   checker or feature extractor (`[null, null]` in model_index.json): load with
   `StableDiffusionPipeline.from_pretrained(folder, tokenizer=None, safety_checker=None, feature_extractor=None,
   image_encoder=None, requires_safety_checker=False)`.
+
+`trained/` holds the models `sdsclip demo` uses: a small CLIP and an SD teacher TRAINED on the example world, with a
+small vocabulary of their own (transformers tokenizer files in each folder). Made by `tools/make_demo_models.py`;
+their settings, training losses and accuracies on the swapped pairs are in `trained/README.md`.
 """
 
 

@@ -35,15 +35,16 @@ public struct CLIPEmbedder {
 
     public init(model: CLIPModel, tokenizer: CLIPTokenizer? = nil, batchSize: Int = 32, source: String = "the model") throws {
         guard batchSize > 0 else { throw EvaluationError(file: source, "the batch size must be positive, got \(batchSize)") }
+        let tokenizer = try tokenizer ?? CLIPTokenizer()
         let vocabulary = model.configuration.text.vocabularySize
-        guard vocabulary > Int(CLIPTokenizer.endOfTextID) else {
-            throw EvaluationError(file: source, "its text vocabulary has \(vocabulary) tokens, but CLIP's tokenizer uses ids up to \(CLIPTokenizer.endOfTextID): "
-                                  + "captions cannot be embedded with it")
+        guard vocabulary >= tokenizer.vocabulary.tokenCount else {
+            throw EvaluationError(file: source, "its text vocabulary has \(vocabulary) tokens, but its tokenizer uses ids up to \(tokenizer.vocabulary.tokenCount - 1): "
+                                  + "captions cannot be embedded with it (a model with its own vocabulary needs its vocab.json and merges.txt in its folder)")
         }
         self.model = model
         self.batchSize = batchSize
         self.preprocessor = try CLIPPreprocessor(resolution: model.configuration.vision.imageSize)
-        self.tokenizer = try tokenizer ?? CLIPTokenizer()
+        self.tokenizer = tokenizer
     }
 
     /// Embeddings of every distinct image and caption given (repeats are embedded once).
@@ -87,7 +88,7 @@ public struct CLIPEmbedder {
         for caption in captions {
             do {
                 let ids = try tokenizer.tokenize(caption, contextLength: contextLength)
-                rows.append((caption, ids, (ids.firstIndex(of: Int(CLIPTokenizer.endOfTextID)) ?? ids.count) + 1))
+                rows.append((caption, ids, (ids.firstIndex(of: tokenizer.endOfText) ?? ids.count) + 1))
             } catch {
                 table.fail(caption: caption, reason: "cannot tokenize the caption: \(error)")
             }

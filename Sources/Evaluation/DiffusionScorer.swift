@@ -12,12 +12,15 @@ public struct DiffusionTeacher {
     /// ᾱ_t of the training schedule, t = 0..<T (float32, as diffusers' schedulers hold it).
     public let alphasCumprod: [Float]
     public let prediction: PredictionType
+    /// The teacher's own tokenizer (its pipeline's `tokenizer/`, else the built-in vocabulary).
+    public let tokenizer: CLIPTokenizer
     /// What the teacher's tokenizer pads caption rows with (SD1's pads with end-of-text, SD2's with 0).
     public let padID: Int
 
     /// Checks that the parts fit together; `source` names the teacher in errors.
     public init(unet: UNet2DConditionModel, textEncoder: CLIPTextTransformer, vae: AutoencoderKL, alphasCumprod: [Float],
-                prediction: PredictionType, padID: Int, source: String = "the teacher") throws {
+                prediction: PredictionType, padID: Int, tokenizer: CLIPTokenizer? = nil, source: String = "the teacher") throws {
+        let tokenizer = try tokenizer ?? CLIPTokenizer()
         guard vae.encoder != nil else {
             throw EvaluationError(file: source, "the diffusion-score classifier encodes images with the teacher's VAE encoder, but none was loaded")
         }
@@ -29,14 +32,16 @@ public struct DiffusionTeacher {
             throw EvaluationError(file: source, "its UNet attends to \(widths.first ?? 0)-wide text states (cross_attention_dim) but its text encoder is \(textEncoder.configuration.width) wide")
         }
         let vocabulary = textEncoder.configuration.vocabularySize
-        guard vocabulary > Int(CLIPTokenizer.endOfTextID), padID >= 0, padID < vocabulary else {
-            throw EvaluationError(file: source, "its text encoder has \(vocabulary) tokens, but CLIP's tokenizer uses ids up to \(CLIPTokenizer.endOfTextID) (pad \(padID)): "
-                                  + "captions cannot be encoded with it")
+        let tokens = tokenizer.vocabulary.tokenCount
+        guard tokens <= vocabulary, padID >= 0, padID < vocabulary else {
+            throw EvaluationError(file: source, "its text encoder has \(vocabulary) tokens, but its tokenizer uses ids up to \(tokens - 1) (pad \(padID)): "
+                                  + "captions cannot be encoded with it (a pipeline with a small vocabulary ships it as tokenizer/vocab.json + merges.txt)")
         }
         guard alphasCumprod.count >= 1, alphasCumprod.allSatisfy({ $0 > 0 && $0 <= 1 }) else {
             throw EvaluationError(file: source, "its noise schedule must have ᾱ_t in (0, 1] for every step")
         }
         (self.unet, self.textEncoder, self.vae, self.alphasCumprod, self.prediction, self.padID) = (unet, textEncoder, vae, alphasCumprod, prediction, padID)
+        self.tokenizer = tokenizer
     }
 
     /// The image side the teacher was trained at: the UNet's `sample_size` × the VAE's downsampling,
@@ -114,9 +119,8 @@ public struct DiffusionScorer {
     public let settings: DiffusionScoring
     public let resolution: Int
     let preprocessor: CLIPPreprocessor
-    let tokenizer: CLIPTokenizer
 
-    public init(teacher: DiffusionTeacher, settings: DiffusionScoring, tokenizer: CLIPTokenizer? = nil) throws {
+    public init(teacher: DiffusionTeacher, settings: DiffusionScoring) throws {
         let resolution = settings.resolution ?? teacher.nativeResolution
         guard resolution > 0, resolution % teacher.sizeMultiple == 0 else {
             throw EvaluationError(file: "--teacher-resolution", "\(resolution) px: the teacher needs a positive multiple of \(teacher.sizeMultiple)")
@@ -127,7 +131,6 @@ public struct DiffusionScorer {
         self.settings = settings
         self.resolution = resolution
         preprocessor = try CLIPPreprocessor(resolution: resolution, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
-        self.tokenizer = try tokenizer ?? CLIPTokenizer()
     }
 
     /// [C, h, w] of a latent.
@@ -208,7 +211,7 @@ public struct DiffusionScorer {
         var rows: [(caption: String, ids: [Int])] = []
         for caption in captions {
             do {
-                rows.append((caption, try tokenizer.tokenize(caption, contextLength: length, padID: teacher.padID)))
+                rows.append((caption, try teacher.tokenizer.tokenize(caption, contextLength: length, padID: teacher.padID)))
             } catch {
                 table.failures.captions[caption] = "cannot tokenize the caption: \(error)"
             }

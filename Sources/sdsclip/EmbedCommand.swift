@@ -44,14 +44,14 @@ struct EmbedCommand: ParsableCommand {
                 let batch = try preprocessor.processBatch(paths: images)
                 return ("image_embeds", try clip.model.encodeImage(Tensor(shape: batch.shape, data: batch.values)))
             }
-            let ids = try CLIPTokenizer().tokenize(texts, contextLength: clip.model.configuration.text.contextLength)
+            let ids = try ModelTokenizer.forCLIP(at: model).tokenize(texts, contextLength: clip.model.configuration.text.contextLength)
             return ("text_embeds", try clip.model.encodeText(ids))
         case .textOnly(let text):
             for note in text.notes { printError("note: \(note)") }
             guard images.isEmpty else {
                 throw ValidationError("\(model) is a CLIP text encoder without a vision tower: it embeds --text only, not --image")
             }
-            let ids = try CLIPTokenizer().tokenize(texts, contextLength: text.encoder.configuration.contextLength)
+            let ids = try ModelTokenizer.forTextEncoder(at: model).tokenize(texts, contextLength: text.encoder.configuration.contextLength)
             // Projected (text_embeds) when the tower has a projection, else the pooled state (pooler_output).
             return (text.encoder.projectionDimension == nil ? "pooler_output" : "text_embeds", try text.encoder.embed(ids))
         }

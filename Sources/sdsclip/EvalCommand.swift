@@ -143,7 +143,7 @@ struct EvalCommand: ParsableCommand {
             for (path, configuration) in clips {
                 let clip = try CLIPLoader.load(path, configuration: configuration)
                 for note in clip.notes { printError("note: \(path): \(note)") }
-                let embedder = try CLIPEmbedder(model: clip.model, batchSize: batchSize, source: path)
+                let embedder = try CLIPEmbedder(model: clip.model, tokenizer: ModelTokenizer.forCLIP(at: path), batchSize: batchSize, source: path)
                 let display = EmbeddingProgressDisplay(model: path)
                 let table = try embedder.embed(images: inputs.images, captions: inputs.captions, progress: display.update)
                 runs.append(ModelRun(label: path, table: table))

@@ -12,7 +12,7 @@ struct SDSClip: ParsableCommand {
         archives and model folders without running any pickle code.
         """,
         subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, EmbedCommand.self, TokenizeCommand.self,
-                      FinetuneCommand.self, ExampleDataCommand.self, EvalCommand.self, ExportCommand.self]
+                      FinetuneCommand.self, ExampleDataCommand.self, EvalCommand.self, ExportCommand.self, DemoCommand.self]
     )
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Checkpoints
 import Models
 
 struct TokenizeCommand: ParsableCommand {
@@ -17,6 +18,9 @@ struct TokenizeCommand: ParsableCommand {
     @Option(name: .customLong("pad-id"), help: "Padding id: 0 (OpenAI/open_clip, SD2) or 49407 (transformers, SD1).")
     var padID = 0
 
+    @Option(help: ArgumentHelp("A model folder whose own vocab.json + merges.txt to use (a CLIP folder, or a diffusers pipeline with tokenizer/); default: the built-in vocabulary.", valueName: "DIR"))
+    var model: String?
+
     func validate() throws {
         guard contextLength >= 2 else { throw ValidationError("--context-length must be at least 2 (start and end tokens)") }
         guard texts.isEmpty == false else { throw ValidationError("give at least one text") }
@@ -24,7 +28,7 @@ struct TokenizeCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let tokenizer = try CLIPTokenizer()
+            let tokenizer = try model.map { try ModelTokenizer.forTextEncoder(at: $0) } ?? CLIPTokenizer()
             for text in texts {
                 let ids = try tokenizer.tokenize(text, contextLength: contextLength, padID: padID)
                 print("[" + ids.map(String.init).joined(separator: ", ") + "]")

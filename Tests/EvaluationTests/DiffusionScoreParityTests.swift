@@ -21,7 +21,7 @@ final class DiffusionScoreParityTests: XCTestCase {
         let teacher = try SDSTeacher.load(path)
         let vae = try StableDiffusionLoader.loadVAE(path, parts: .encoder).model
         return try DiffusionTeacher(unet: teacher.unet, textEncoder: teacher.textEncoder, vae: vae, alphasCumprod: teacher.schedule.alphasCumprod,
-                                    prediction: .epsilon, padID: teacher.padID, source: path)
+                                    prediction: .epsilon, padID: Int(CLIPTokenizer.endOfTextID), source: path)   // SD1 pads with end of text
     }
 
     func expected() throws -> [String: Any] {

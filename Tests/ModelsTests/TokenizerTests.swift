@@ -117,7 +117,7 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(vocabulary.tokenTexts[0], "!")
         XCTAssertEqual(vocabulary.tokenTexts[256], "!</w>")
         XCTAssertEqual(vocabulary.tokenTexts[49406], "<start_of_text>")
-        XCTAssertEqual(vocabulary.mergeRanks.count, 48_894)
+        XCTAssertEqual(vocabulary.merges.count, 48_894)
         // The 68 unprintable bytes map to U+0100…: byte 0 → "Ā" (id 188), space (0x20) → "Ġ".
         XCTAssertEqual(vocabulary.tokenTexts[188], "\u{100}")
         XCTAssertEqual(BPEVocabulary.byteSymbol(0x20), "\u{120}")

@@ -68,17 +68,21 @@ public enum CLIPExporter {
     static let dtypes: [DType] = [.f32, .f16, .bf16]
 
     /// Writes `model` to the folder `output`, with `extraFiles` (e.g. a fine-tune's latent map) in the
-    /// same atomic swap.
+    /// same atomic swap. `tokenizer` is the model's own (from `ModelTokenizer`; nil: the built-in one).
     @discardableResult
     public static func export(_ model: CLIPModel, to output: String, options: Options, provenance: CLIPExportProvenance = .init(),
-                              extraFiles: [ExportedFile] = []) throws -> Summary {
+                              extraFiles: [ExportedFile] = [], tokenizer: CLIPTokenizer? = nil) throws -> Summary {
         guard dtypes.contains(options.dtype) else {
             throw CheckpointError(file: output, "export writes F32, F16 or BF16 weights, not \(options.dtype.rawValue)")
         }
-        let (files, tensorCount) = try layoutFiles(model, output: output, options: options, metadata: provenance.metadata)
+        let vocabulary = try (tokenizer ?? CLIPTokenizer()).vocabulary
+        let (files, tensorCount) = try layoutFiles(model, output: output, options: options, metadata: provenance.metadata, vocabulary: vocabulary)
         var notes: [String] = []
-        if options.layout == .huggingFace, model.configuration.text.vocabularySize != BPEVocabulary.size {
-            notes.append("the tokenizer files hold CLIP's \(BPEVocabulary.size)-token vocabulary; this model's text tower has \(model.configuration.text.vocabularySize) tokens, so its ids must come from its own tokenizer")
+        if model.configuration.text.vocabularySize != vocabulary.tokenCount {
+            notes.append("the tokenizer has \(vocabulary.tokenCount) tokens; this model's text tower has \(model.configuration.text.vocabularySize), so its ids must come from its own tokenizer")
+        }
+        if options.layout == .openCLIP, vocabulary.tokenCount != BPEVocabulary.size {
+            notes.append("this model has its own \(vocabulary.tokenCount)-token vocabulary: its tokenizer files (vocab.json, merges.txt) are written beside the weights; open_clip's default tokenizer does not fit it")
         }
         let all = files + extraFiles
         try AtomicFolder.write(to: output, existing: options.existing) { staging in
@@ -88,15 +92,17 @@ public enum CLIPExporter {
                        parameterCount: model.registry.elementCount(), files: all.map(\.path).sorted(), notes: notes)
     }
 
-    static func layoutFiles(_ model: CLIPModel, output: String, options: Options,
-                            metadata: [String: String]) throws -> (files: [ExportedFile], tensors: Int) {
+    static func layoutFiles(_ model: CLIPModel, output: String, options: Options, metadata: [String: String],
+                            vocabulary: BPEVocabulary) throws -> (files: [ExportedFile], tensors: Int) {
         switch options.layout {
         case .huggingFace:
             let tensors = try HuggingFaceCLIPFolder.tensors(model, dtype: options.dtype)
-            return (try HuggingFaceCLIPFolder.files(model, tensors: tensors, dtype: options.dtype, metadata: metadata), tensors.count)
+            return (try HuggingFaceCLIPFolder.files(model, tensors: tensors, dtype: options.dtype, metadata: metadata,
+                                                    vocabulary: vocabulary), tensors.count)
         case .openCLIP:
             let tensors = try OpenCLIPFolder.tensors(model, dtype: options.dtype, output: output)
-            return (try OpenCLIPFolder.files(model, tensors: tensors, metadata: metadata, output: output), tensors.count)
+            let own = vocabulary.tokenCount == BPEVocabulary.size ? nil : vocabulary
+            return (try OpenCLIPFolder.files(model, tensors: tensors, metadata: metadata, output: output, ownVocabulary: own), tensors.count)
         }
     }
 
@@ -108,7 +114,8 @@ public enum CLIPExporter {
                               options: Options) throws -> Summary {
         let loaded = try CLIPLoader.load(path, configuration: configuration)
         let source = try CLIPExportSource(path: path, loaded: loaded)
-        var summary = try export(loaded.model, to: output, options: options, provenance: source.provenance, extraFiles: source.extraFiles)
+        var summary = try export(loaded.model, to: output, options: options, provenance: source.provenance, extraFiles: source.extraFiles,
+                                 tokenizer: ModelTokenizer.forCLIP(at: path))
         summary.notes = loaded.notes + summary.notes
         return summary
     }

@@ -20,14 +20,14 @@ enum HuggingFaceCLIPFolder {
     }
 
     static func files(_ model: CLIPModel, tensors: [SafetensorsWriter.Tensor], dtype: DType,
-                      metadata: [String: String]) throws -> [ExportedFile] {
+                      metadata: [String: String], vocabulary: BPEVocabulary) throws -> [ExportedFile] {
         var config = CLIPConfigurationFile.huggingFaceObject(model.configuration)
         config["dtype"] = torchDTypeName(dtype)
         return [
             try ExportedFile.json("config.json", config),
             ExportedFile(weightFile, .tensors(tensors, metadata: metadata)),
             try ExportedFile.json("preprocessor_config.json", imageProcessor(resolution: model.configuration.vision.imageSize)),
-        ] + (try HuggingFaceTokenizerFiles.files(contextLength: model.configuration.text.contextLength))
+        ] + (try HuggingFaceTokenizerFiles.files(vocabulary: vocabulary, contextLength: model.configuration.text.contextLength))
     }
 
     static func torchDTypeName(_ dtype: DType) -> String {
@@ -52,35 +52,47 @@ enum HuggingFaceCLIPFolder {
     }
 }
 
-/// transformers' `CLIPTokenizer` files, derived from the BPE vocabulary `sdsclip tokenize` uses:
-/// `vocab.json` (token → id), `merges.txt` (the merges in rank order under a version line), and the
-/// special tokens. Padding is with end of text, as OpenAI's released CLIP tokenizers do, unless the
-/// caller names another pad token (SD2's tokenizer pads with "!", id 0).
+/// transformers' `CLIPTokenizer` files, derived from a BPE vocabulary (the built-in one, or the folder's
+/// own a model was loaded with): `vocab.json` (token → id), `merges.txt` (the merges in rank order under a
+/// version line), and the special tokens. Padding is with end of text, as OpenAI's released CLIP
+/// tokenizers do, unless the caller names another pad token (SD2's tokenizer pads with "!", id 0).
+/// `folder` prefixes the paths ("tokenizer/" inside a diffusers pipeline).
 enum HuggingFaceTokenizerFiles {
-    static let startOfText = "<|startoftext|>"
-    static let endOfText = "<|endoftext|>"
+    static let startOfText = HuggingFaceVocabularyReader.startOfText
+    static let endOfText = HuggingFaceVocabularyReader.endOfText
     /// 256 byte symbols, the same with "</w>", and the two special tokens: the smallest CLIP vocabulary.
     static let smallestVocabulary = 514
 
-    /// `vocabularySize` below the full 49,408 keeps the first `size − 514` merges, so start and end of
-    /// text get the ids `size − 2` and `size − 1`: a CLIP vocabulary of that size is always built so.
-    /// `folder` prefixes the paths ("tokenizer/" inside a diffusers pipeline).
-    static func files(contextLength: Int, padToken: String = endOfText, vocabularySize: Int = BPEVocabulary.size,
-                      folder: String = "") throws -> [ExportedFile] {
+    /// The files of `vocabulary` as it is.
+    static func files(vocabulary: BPEVocabulary, contextLength: Int, padToken: String = endOfText, folder: String = "") throws -> [ExportedFile] {
+        try files(tokens: vocabulary.huggingFaceTokens, mergeLines: vocabulary.mergeLines[...], contextLength: contextLength,
+                  padToken: padToken, folder: folder)
+    }
+
+    /// The built-in vocabulary cut to `vocabularySize` tokens: below the full 49,408 it keeps the first
+    /// `size − 514` merges, so start and end of text get the ids `size − 2` and `size − 1`, as a CLIP
+    /// vocabulary of that size is always built (the text encoder of a converted checkpoint says only its size).
+    static func files(builtInSize vocabularySize: Int, contextLength: Int, padToken: String = endOfText, folder: String = "") throws -> [ExportedFile] {
         guard (smallestVocabulary...BPEVocabulary.size).contains(vocabularySize) else {
             throw CheckpointError(file: "", "no CLIP BPE tokenizer has \(vocabularySize) tokens (a CLIP vocabulary has \(smallestVocabulary) to \(BPEVocabulary.size))")
         }
         let vocabulary = try CLIPTokenizer().vocabulary
         let kept = vocabularySize - smallestVocabulary
-        let tokens = vocabulary.huggingFaceTokens.prefix(512 + kept) + [startOfText, endOfText]
-        let merges = "#version: 0.2\n" + vocabulary.mergeLines.prefix(kept).map { $0 + "\n" }.joined()
+        let tokens = Array(vocabulary.huggingFaceTokens.prefix(512 + kept)) + [startOfText, endOfText]
+        return try files(tokens: tokens, mergeLines: vocabulary.mergeLines.prefix(kept), contextLength: contextLength,
+                         padToken: padToken, folder: folder)
+    }
+
+    private static func files(tokens: [String], mergeLines: ArraySlice<String>, contextLength: Int, padToken: String,
+                              folder: String) throws -> [ExportedFile] {
+        let merges = "#version: 0.2\n" + mergeLines.map { $0 + "\n" }.joined()
         let special = ["bos_token": startOfText, "eos_token": endOfText, "unk_token": endOfText, "pad_token": padToken]
         var tokenizer: [String: Any] = special
         tokenizer.merge(["tokenizer_class": "CLIPTokenizer", "processor_class": "CLIPProcessor", "model_max_length": contextLength,
                          "do_lower_case": true, "errors": "replace", "add_prefix_space": false,
                          "clean_up_tokenization_spaces": false]) { current, _ in current }
         return [
-            ExportedFile(folder + "vocab.json", .bytes(vocabularyJSON(Array(tokens)))),
+            ExportedFile(folder + "vocab.json", .bytes(vocabularyJSON(tokens))),
             ExportedFile(folder + "merges.txt", .bytes(Array(merges.utf8))),
             try ExportedFile.json(folder + "tokenizer_config.json", tokenizer),
             try ExportedFile.json(folder + "special_tokens_map.json", special),
@@ -138,8 +150,10 @@ enum OpenCLIPFolder {
         }
     }
 
+    /// `vocabulary` only when it is not the built-in one open_clip also uses: then its tokenizer files go
+    /// beside the weights, so that sdsclip (and transformers' CLIPTokenizer) tokenize for this model.
     static func files(_ model: CLIPModel, tensors: [SafetensorsWriter.Tensor], metadata: [String: String],
-                      output: String) throws -> [ExportedFile] {
+                      output: String, ownVocabulary vocabulary: BPEVocabulary?) throws -> [ExportedFile] {
         let config: [String: Any] = [
             "model_cfg": try CLIPConfigurationFile.openCLIPModelObject(model.configuration, file: output),
             "preprocess_cfg": [
@@ -148,6 +162,7 @@ enum OpenCLIPFolder {
                 "std": CLIPPreprocessor.openAIStd.map(CLIPConfigurationFile.decimal), "fill_color": 0,
             ] as [String: Any],
         ]
-        return [try ExportedFile.json("open_clip_config.json", config), ExportedFile(weightFile, .tensors(tensors, metadata: metadata))]
+        let tokenizer = try vocabulary.map { try HuggingFaceTokenizerFiles.files(vocabulary: $0, contextLength: model.configuration.text.contextLength) } ?? []
+        return [try ExportedFile.json("open_clip_config.json", config), ExportedFile(weightFile, .tensors(tensors, metadata: metadata))] + tokenizer
     }
 }

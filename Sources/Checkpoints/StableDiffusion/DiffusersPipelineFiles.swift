@@ -12,8 +12,8 @@ enum DiffusersPipelineFiles {
     /// with "!" (id 0), as stabilityai/stable-diffusion-2's tokenizer does (models.md §2.5).
     static func tokenizer(_ text: CLIPTextConfiguration, version: StableDiffusionVersion, file: String) throws -> [ExportedFile] {
         do {
-            return try HuggingFaceTokenizerFiles.files(contextLength: text.contextLength, padToken: version == .sd1 ? HuggingFaceTokenizerFiles.endOfText : "!",
-                                                       vocabularySize: text.vocabularySize, folder: "tokenizer/")
+            return try HuggingFaceTokenizerFiles.files(builtInSize: text.vocabularySize, contextLength: text.contextLength,
+                                                       padToken: version == .sd1 ? HuggingFaceTokenizerFiles.endOfText : "!", folder: "tokenizer/")
         } catch let error as CheckpointError {
             throw CheckpointError(file: file, "cannot write tokenizer/ for a text encoder of \(text.vocabularySize) tokens: \(error.message)")
         }

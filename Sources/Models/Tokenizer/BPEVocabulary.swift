@@ -1,45 +1,66 @@
 import CZlib
 import Foundation
 
-/// The CLIP byte-level BPE table: `bpe_simple_vocab_16e6.txt(.gz)`, lines 1…48,894 are merges.
+/// A CLIP byte-level BPE table: the built-in `bpe_simple_vocab_16e6.txt(.gz)` (lines 1…48,894 are merges) or a
+/// model folder's `vocab.json` + `merges.txt` (`init(huggingFaceVocabulary:merges:)`).
 ///
-/// Token ids follow open_clip's `SimpleTokenizer`: 256 byte symbols (in `bytes_to_unicode`
+/// The built-in ids follow open_clip's `SimpleTokenizer`: 256 byte symbols (in `bytes_to_unicode`
 /// order), the same 256 with "</w>", then one id per merge in rank order (the merged token of
-/// rank r has id 512 + r), then start/end of text. Symbols are kept as ids, so BPE never
-/// builds strings.
+/// rank r has id 512 + r), then start/end of text. A folder's ids are whatever its `vocab.json` says.
+/// Symbols are kept as ids, so BPE never builds strings.
 public struct BPEVocabulary: Sendable {
     public static let mergeCount = 49152 - 256 - 2   // 48,894, `merges[1:49152-256-2+1]`
-    public static let size = 512 + mergeCount + 2     // 49,408
+    public static let size = 512 + mergeCount + 2     // 49,408: the built-in vocabulary
 
-    /// Byte → id of its bytes_to_unicode symbol (add 256 for the "</w>" variant).
+    /// One merge: its rank (lower merges first) and the symbol it makes.
+    struct Merge: Sendable {
+        let rank: Int32
+        let result: Int32
+    }
+
+    /// Byte b → id of its bytes_to_unicode symbol (index b) and of that symbol + "</w>" (index 256 + b).
     let byteSymbolID: [Int32]
-    /// (left id << 32 | right id) → merge rank.
-    let mergeRanks: [UInt64: Int32]
-    /// id → token text (byte symbols, "</w>" marks a word end), for decoding.
+    /// (left id << 32 | right id) → merge.
+    let merges: [UInt64: Merge]
+    /// Symbol id → text (byte symbols, "</w>" marks a word end). Ids below `tokenCount` are the vocabulary's
+    /// tokens; ids past it are strings a merge builds that the vocabulary lacks (they encode as `unknownID`).
     let tokenTexts: [String]
+    /// The number of tokens: the ids a text tower's embedding table must cover.
+    public let tokenCount: Int
+    public let startOfTextID: Int32
+    public let endOfTextID: Int32
+    let unknownID: Int32
+    /// How start and end of text are written in text (open_clip's or transformers' spelling).
+    let specialTexts: (start: String, end: String)
+    /// The merges in rank order as lines of a merges file ("left right"), without the version header.
+    public let mergeLines: [String]
 
     /// Loads a gzip-compressed or plain merges file.
     public init(contentsOf url: URL) throws(TokenizerError) {
         let path = url.path
-        let raw: Data
-        do {
-            raw = try Data(contentsOf: url)
-        } catch {
-            if !FileManager.default.fileExists(atPath: path) { throw .vocabularyNotFound(searched: [path]) }
-            throw .unreadableVocabulary(path: path, reason: error.localizedDescription)
-        }
+        let raw = try Self.read(url)
         let bytes = raw.starts(with: [0x1F, 0x8B]) ? try Gunzip.decompress(raw, path: path) : [UInt8](raw)
         try self.init(mergesText: bytes, path: path)
+    }
+
+    static func read(_ url: URL) throws(TokenizerError) -> Data {
+        do {
+            return try Data(contentsOf: url)
+        } catch {
+            if !FileManager.default.fileExists(atPath: url.path) { throw .vocabularyNotFound(searched: [url.path]) }
+            throw .unreadableVocabulary(path: url.path, reason: error.localizedDescription)
+        }
     }
 
     /// Parses the decompressed text. `path` only labels errors.
     init(mergesText bytes: [UInt8], path: String) throws(TokenizerError) {
         let byteOrder = Self.bytesToUnicodeOrder()
-        var byteSymbolID = [Int32](repeating: 0, count: 256)
+        var byteSymbolID = [Int32](repeating: 0, count: 512)
         var tokenTexts: [String] = []
         tokenTexts.reserveCapacity(Self.size)
         for (index, byte) in byteOrder.enumerated() {
             byteSymbolID[Int(byte)] = Int32(index)
+            byteSymbolID[256 + Int(byte)] = Int32(256 + index)
             tokenTexts.append(String(Character(Self.byteSymbol(byte))))
         }
         tokenTexts += tokenTexts.map { $0 + "</w>" }
@@ -49,8 +70,10 @@ public struct BPEVocabulary: Sendable {
         idOfText.reserveCapacity(Self.size)
         for (id, text) in tokenTexts.enumerated() { idOfText[Array(text.utf8)] = Int32(id) }
 
-        var ranks: [UInt64: Int32] = [:]
-        ranks.reserveCapacity(Self.mergeCount)
+        var merges: [UInt64: Merge] = [:]
+        merges.reserveCapacity(Self.mergeCount)
+        var mergeLines: [String] = []
+        mergeLines.reserveCapacity(Self.mergeCount)
         var lines = LineReader(bytes)
         _ = lines.next()   // "#version: 0.2" header
         for rank in 0..<Self.mergeCount {
@@ -62,8 +85,7 @@ public struct BPEVocabulary: Sendable {
             guard let text = String(validating: line, as: UTF8.self) else {
                 throw .invalidVocabulary(path: path, line: lineNumber, reason: "not valid UTF-8")
             }
-            // Symbols never contain whitespace (bytes_to_unicode avoids it), so ASCII whitespace splits.
-            let parts = line.split(whereSeparator: { $0 == 0x20 || (0x09...0x0D).contains($0) })
+            let parts = Self.mergeParts(line)
             guard parts.count == 2 else {
                 throw .invalidVocabulary(path: path, line: lineNumber,
                                          reason: "expected two space-separated symbols, found \(parts.count)")
@@ -77,31 +99,50 @@ public struct BPEVocabulary: Sendable {
                 throw .invalidVocabulary(path: path, line: lineNumber,
                                          reason: "duplicate token \"\(String(decoding: merged, as: UTF8.self))\"")
             }
-            guard ranks.updateValue(Int32(rank), forKey: Self.pairKey(left, right)) == nil else {
+            guard merges.updateValue(Merge(rank: Int32(rank), result: Int32(512 + rank)), forKey: Self.pairKey(left, right)) == nil else {
                 throw .invalidVocabulary(path: path, line: lineNumber, reason: "duplicate merge \"\(text)\"")
             }
             tokenTexts.append(String(decoding: merged, as: UTF8.self))
+            mergeLines.append(String(decoding: parts[0], as: UTF8.self) + " " + String(decoding: parts[1], as: UTF8.self))
         }
         tokenTexts += ["<start_of_text>", "<end_of_text>"]
         self.byteSymbolID = byteSymbolID
-        self.mergeRanks = ranks
+        self.merges = merges
         self.tokenTexts = tokenTexts
+        self.tokenCount = Self.size
+        self.startOfTextID = Int32(Self.size - 2)
+        self.endOfTextID = Int32(Self.size - 1)
+        self.unknownID = endOfTextID
+        self.specialTexts = ("<start_of_text>", "<end_of_text>")
+        self.mergeLines = mergeLines
+    }
+
+    /// Symbols never contain whitespace (bytes_to_unicode avoids it), so ASCII whitespace splits.
+    static func mergeParts(_ line: ArraySlice<UInt8>) -> [ArraySlice<UInt8>] {
+        line.split(whereSeparator: { $0 == 0x20 || (0x09...0x0D).contains($0) })
+    }
+
+    /// A vocabulary from its parts (`HuggingFaceVocabularyReader` builds one from a folder's files).
+    init(byteSymbolID: [Int32], merges: [UInt64: Merge], tokenTexts: [String], tokenCount: Int, startOfTextID: Int32,
+         endOfTextID: Int32, unknownID: Int32, specialTexts: (start: String, end: String), mergeLines: [String]) {
+        self.byteSymbolID = byteSymbolID
+        self.merges = merges
+        self.tokenTexts = tokenTexts
+        self.tokenCount = tokenCount
+        self.startOfTextID = startOfTextID
+        self.endOfTextID = endOfTextID
+        self.unknownID = unknownID
+        self.specialTexts = specialTexts
+        self.mergeLines = mergeLines
     }
 
     /// Every token's text in id order as transformers' `CLIPTokenizer` spells it in `vocab.json`
-    /// (byte symbols, "</w>" word ends, merged tokens, then "<|startoftext|>" and "<|endoftext|>").
+    /// (byte symbols, "</w>" word ends, merged tokens, and "<|startoftext|>" and "<|endoftext|>").
     public var huggingFaceTokens: [String] {
-        tokenTexts.dropLast(2) + ["<|startoftext|>", "<|endoftext|>"]
-    }
-
-    /// The merges in rank order as lines of a merges file ("left right"), without the version header.
-    public var mergeLines: [String] {
-        var lines = [String](repeating: "", count: mergeRanks.count)
-        for (pair, rank) in mergeRanks {
-            let left = Int(UInt32(truncatingIfNeeded: pair >> 32)), right = Int(UInt32(truncatingIfNeeded: pair))
-            lines[Int(rank)] = tokenTexts[left] + " " + tokenTexts[right]
-        }
-        return lines
+        var tokens = Array(tokenTexts[0..<tokenCount])
+        tokens[Int(startOfTextID)] = HuggingFaceVocabularyReader.startOfText
+        tokens[Int(endOfTextID)] = HuggingFaceVocabularyReader.endOfText
+        return tokens
     }
 
     /// `bytes_to_unicode` key order: printable Latin-1 first, then the other 68 bytes.
@@ -127,19 +168,20 @@ public struct BPEVocabulary: Sendable {
         var symbols = [Int32]()
         symbols.reserveCapacity(bytes.count)
         for byte in bytes.dropLast() { symbols.append(byteSymbolID[Int(byte)]) }
-        symbols.append(byteSymbolID[Int(last)] + 256)
+        symbols.append(byteSymbolID[256 + Int(last)])
         while symbols.count > 1 {
             // Lowest-ranked adjacent pair present in the table.
-            var bestRank = Int32.max, bestIndex = -1
+            var bestRank = Int32.max, bestIndex = -1, merged: Int32 = 0
             for i in 0..<(symbols.count - 1) {
-                if let rank = mergeRanks[Self.pairKey(symbols[i], symbols[i + 1])], rank < bestRank {
-                    bestRank = rank
+                if let merge = merges[Self.pairKey(symbols[i], symbols[i + 1])], merge.rank < bestRank {
+                    bestRank = merge.rank
                     bestIndex = i
+                    merged = merge.result
                 }
             }
             if bestIndex < 0 { break }
             // Merge every non-overlapping occurrence, left to right (as CLIP's `bpe`).
-            let left = symbols[bestIndex], right = symbols[bestIndex + 1], merged = 512 + bestRank
+            let left = symbols[bestIndex], right = symbols[bestIndex + 1]
             var out = [Int32]()
             out.reserveCapacity(symbols.count - 1)
             var i = 0
@@ -154,6 +196,10 @@ public struct BPEVocabulary: Sendable {
             }
             symbols = out
         }
+        // Strings the merges build but the vocabulary lacks become the unknown token (transformers' `unk_token`).
+        if tokenCount < tokenTexts.count {
+            for i in symbols.indices where Int(symbols[i]) >= tokenCount { symbols[i] = unknownID }
+        }
         return symbols
     }
 
@@ -163,7 +209,7 @@ public struct BPEVocabulary: Sendable {
 }
 
 /// Splits bytes on "\n" without copying.
-private struct LineReader {
+struct LineReader {
     private let bytes: [UInt8]
     private var position = 0
     init(_ bytes: [UInt8]) { self.bytes = bytes }

@@ -9,8 +9,12 @@ import Foundation
 /// 3. the pre-tokenisation regex (`PreTokenizer`), UTF-8 → `bytes_to_unicode`, BPE merges.
 /// `tokenize` adds start/end of text, truncates (the kept 77th token becomes end of text) and pads.
 ///
+/// `init(folder:)` reads a model folder's own `vocab.json` + `merges.txt` instead (Hugging Face CLIP folders
+/// ship them; see `HuggingFaceVocabularyReader`): the same cleaning and pre-tokenisation, its ids.
+///
 /// Thread-safe: the BPE cache is shared behind a lock, everything else is immutable.
 public struct CLIPTokenizer: Sendable {
+    /// The built-in vocabulary's start and end of text; an instance's own are `startOfText` / `endOfText`.
     public static let startOfTextID: Int32 = 49406
     public static let endOfTextID: Int32 = 49407
     public static let defaultContextLength = 77
@@ -35,13 +39,21 @@ public struct CLIPTokenizer: Sendable {
         self.vocabulary = vocabulary
     }
 
+    /// The tokenizer of a model folder that ships `vocab.json` + `merges.txt`.
+    public init(folder: String) throws(TokenizerError) {
+        self.vocabulary = try HuggingFaceVocabularyReader.read(folder: folder)
+    }
+
+    public var startOfText: Int { Int(vocabulary.startOfTextID) }
+    public var endOfText: Int { Int(vocabulary.endOfTextID) }
+
     /// Token ids of `text` without start/end of text (open_clip `SimpleTokenizer.encode`).
     public func encode(_ text: String) -> [Int] {
         let cleaned = cleaner.clean(text)
         var ids: [Int] = []
         ids.reserveCapacity(cleaned.count)
         var utf8: [UInt8] = []
-        for token in PreTokenizer.split(cleaned) {
+        for token in PreTokenizer.split(cleaned, specials: specials) {
             switch token {
             case .special(let id):
                 ids.append(Int(id))
@@ -60,13 +72,13 @@ public struct CLIPTokenizer: Sendable {
     public func tokenize(_ text: String, contextLength: Int = defaultContextLength, padID: Int = 0,
                          truncate: Bool = true) throws(TokenizerError) -> [Int] {
         guard contextLength >= 1 else { throw .invalidContextLength(contextLength) }
-        var tokens = [Int(Self.startOfTextID)] + encode(text) + [Int(Self.endOfTextID)]
+        var tokens = [startOfText] + encode(text) + [endOfText]
         if tokens.count > contextLength {
             guard truncate else {
                 throw .textTooLong(text: text, tokens: tokens.count, contextLength: contextLength)
             }
             tokens.removeLast(tokens.count - contextLength)
-            tokens[contextLength - 1] = Int(Self.endOfTextID)
+            tokens[contextLength - 1] = endOfText
         }
         tokens.append(contentsOf: repeatElement(padID, count: contextLength - tokens.count))
         return tokens
@@ -88,7 +100,7 @@ public struct CLIPTokenizer: Sendable {
     public func decode(_ ids: [Int]) -> String {
         var bytes: [UInt8] = []
         let decoder = Self.symbolToByte
-        for id in ids where id >= 0 && id < vocabulary.tokenTexts.count {
+        for id in ids where id >= 0 && id < vocabulary.tokenCount {
             for scalar in vocabulary.tokenTexts[id].unicodeScalars {
                 if let byte = decoder[scalar.value] { bytes.append(byte) } else { appendUTF8(scalar.value, to: &bytes) }
             }
@@ -97,6 +109,11 @@ public struct CLIPTokenizer: Sendable {
     }
 
     // MARK: internals
+
+    private var specials: [PreTokenizer.Special] {
+        [PreTokenizer.Special(vocabulary.specialTexts.start, vocabulary.startOfTextID),
+         PreTokenizer.Special(vocabulary.specialTexts.end, vocabulary.endOfTextID)]
+    }
 
     private static let symbolToByte: [UInt32: UInt8] = Dictionary(
         uniqueKeysWithValues: (0...255).map { (BPEVocabulary.byteSymbol(UInt8($0)).value, UInt8($0)) })

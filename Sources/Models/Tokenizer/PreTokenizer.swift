@@ -8,26 +8,31 @@
 /// A few characters (e.g. U+0345, which case-folds to a letter) match no alternative and are
 /// skipped like whitespace.
 enum PreToken: Equatable {
-    case special(Int32)       // "<start_of_text>" / "<end_of_text>" typed in the text
+    case special(Int32)       // start / end of text typed in the text
     case piece(Range<Int>)    // a span of the input to byte-encode and BPE
 }
 
 enum PreTokenizer {
-    private static let specials: [(pattern: [UInt32], id: Int32)] = [
-        ("<start_of_text>".unicodeScalars.map(\.value), CLIPTokenizer.startOfTextID),
-        ("<end_of_text>".unicodeScalars.map(\.value), CLIPTokenizer.endOfTextID),
-    ]
+    /// A special token's spelling (open_clip's "<start_of_text>", transformers' "<|startoftext|>") and its id.
+    struct Special {
+        let pattern: [UInt32]
+        let id: Int32
+        init(_ text: String, _ id: Int32) {
+            pattern = text.lowercased().unicodeScalars.map(\.value)
+            self.id = id
+        }
+    }
     // Contraction suffixes after the apostrophe, in the regex's order.
     private static let contractions: [[UInt32]] = ["s", "t", "re", "ve", "m", "ll", "d"]
         .map { $0.unicodeScalars.map(\.value) }
 
-    static func split(_ text: [UInt32]) -> [PreToken] {
+    static func split(_ text: [UInt32], specials: [Special]) -> [PreToken] {
         var tokens: [PreToken] = []
         let letter = PythonUnicode.regexLetter, number = PythonUnicode.regexNumber, other = PythonUnicode.regexOther
         var i = 0
         let n = text.count
         while i < n {
-            if let (id, length) = matchSpecial(text, at: i) {
+            if let (id, length) = matchSpecial(text, at: i, specials) {
                 tokens.append(.special(id))
                 i += length
                 continue
@@ -56,7 +61,7 @@ enum PreTokenizer {
         return tokens
     }
 
-    private static func matchSpecial(_ text: [UInt32], at i: Int) -> (Int32, Int)? {
+    private static func matchSpecial(_ text: [UInt32], at i: Int, _ specials: [Special]) -> (Int32, Int)? {
         guard text[i] == 0x3C else { return nil }
         for special in specials where matchesIgnoringCase(text, at: i, special.pattern) {
             return (special.id, special.pattern.count)

@@ -12,7 +12,7 @@ import WeightsIO
 /// one weight file for loaders to pick). All in one folder built beside `final/` and swapped into place.
 public enum DistilledCLIPWriter {
     public static func write(clip: CLIPModel, latentMap: LatentMap, configuration: FinetuneConfiguration,
-                             step: Int, into folder: String) throws -> String {
+                             step: Int, into folder: String, tokenizer: CLIPTokenizer? = nil) throws -> String {
         let map = latentMap.registry.entries.map { SafetensorsWriter.Tensor(name: $0.name, shape: $0.storedShape, floats: $0.parameter.value.scalars) }
         let mapMetadata = ["mapper": latentMap.kind.rawValue, "latent_size": String(latentMap.side),
                            "token_grid": String(latentMap.grid), "step": String(step)]
@@ -24,7 +24,8 @@ public enum DistilledCLIPWriter {
         try CLIPExporter.export(clip, to: folder, options: .init(layout: .huggingFace, existing: .replace),
                                 provenance: CLIPExportProvenance(step: step),
                                 extraFiles: [ExportedFile("training.json", .bytes(Array(training))),
-                                             ExportedFile("latent_map/latent_map.safetensors", .tensors(map, metadata: mapMetadata))])
+                                             ExportedFile("latent_map/latent_map.safetensors", .tensors(map, metadata: mapMetadata))],
+                                tokenizer: tokenizer)
         return folder
     }
 }

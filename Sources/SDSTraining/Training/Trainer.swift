@@ -46,7 +46,9 @@ public final class Trainer {
     let dataset: TrainingDataset
     let totalSteps: Int
     let schedule: LearningRateSchedule
+    /// CLIP's and the teacher's own tokenizers (their folders' vocabularies, or the built-in one).
     let tokenizer: CLIPTokenizer
+    let teacherTokenizer: CLIPTokenizer
     let teacherPadID: Int
     var progress: TrainingProgress
     var random: Tensors.SplitMix64
@@ -117,8 +119,15 @@ public final class Trainer {
             totalSteps = perEpoch * (configuration.epochs ?? 1)
         }
         schedule = LearningRateSchedule(warmupSteps: configuration.warmupSteps, totalSteps: totalSteps)
-        tokenizer = try CLIPTokenizer()
-        teacherPadID = teacher.padID
+        tokenizer = try Self.naming("clip") { try ModelTokenizer.forCLIP(at: clipPath) }
+        teacherTokenizer = try Self.naming("teacher") { try ModelTokenizer.forTextEncoder(at: teacherPath, configuration: configuration.teacherConfig) }
+        for (key, tokens, width) in [("clip", tokenizer.vocabulary.tokenCount, clip.configuration.text.vocabularySize),
+                                     ("teacher", teacherTokenizer.vocabulary.tokenCount, teacher.textEncoder.configuration.vocabularySize)]
+            where tokens > width {
+            throw ConfigurationError("--\(key): its tokenizer has \(tokens) tokens but its text encoder only \(width) embeddings (give the model folder its own vocab.json and merges.txt)")
+        }
+        // SD1's tokenizer pads with end of text, SD2's with "!" (id 0).
+        teacherPadID = teacher.version == .sd1 ? teacherTokenizer.endOfText : 0
 
         let start = checkpoint?.progress ?? TrainingProgress(step: 0, epoch: 0, position: 0, randomState: configuration.seed ^ 0x5D5C_11B0_0000_0001,
                                                              samplesSeen: 0, badSamples: 0, elapsedSeconds: 0)
@@ -178,7 +187,7 @@ public final class Trainer {
         var rows: [Tensor] = []
         for caption in captions {
             if let cached = contexts[caption] { rows.append(cached); continue }
-            let ids = try tokenizer.tokenize(caption, contextLength: teacher.textEncoder.configuration.contextLength, padID: teacherPadID)
+            let ids = try teacherTokenizer.tokenize(caption, contextLength: teacher.textEncoder.configuration.contextLength, padID: teacherPadID)
             let states = try teacher.context([ids])
             contexts[caption] = states
             rows.append(states)
@@ -270,7 +279,8 @@ public final class Trainer {
         var finalFolder: String?
         if stoppedBy == nil {
             finalFolder = try DistilledCLIPWriter.write(clip: clip, latentMap: latentMap, configuration: configuration,
-                                                        step: progress.step, into: (out as NSString).appendingPathComponent("final"))
+                                                        step: progress.step, into: (out as NSString).appendingPathComponent("final"),
+                                                        tokenizer: tokenizer)
         }
         return FinetuneSummary(steps: progress.step, finalFolder: finalFolder, lastCheckpoint: lastCheckpoint, stoppedBy: stoppedBy, losses: lastLosses)
     }

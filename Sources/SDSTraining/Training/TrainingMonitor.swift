@@ -34,7 +34,7 @@ public final class TrainingMonitor {
     let isTerminal: Bool
     let write: (String) -> Void
     var totalSteps = 0
-    var history: [(step: Int, losses: SDSLosses)] = []
+    public private(set) var history: [(step: Int, losses: SDSLosses)] = []
     var metricsHandle: FileHandle?
     var lastDraw = -1
     /// The step of the latest `--eval` scores written.
