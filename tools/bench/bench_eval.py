@@ -15,7 +15,8 @@ torch; for Swift it is the first stage of the command).
          encode_text under no_grad, normalised dot products): what open_clip's own zero-shot and
          retrieval code does; torch.set_num_threads(N).
 
-The two sides' scores are printed so their agreement is visible (they see the same pixels; small
+Each run also prints the CPU steal over it (time the hypervisor gave this virtual machine's CPUs to others,
+which no load average shows; on a shared host it varies from run to run). The two sides' scores are printed so their agreement is visible (they see the same pixels; small
 resampling differences between Pillow's and sdsclip's preprocessing are ≤ 1 grey level).
 
 Run (from the repository root):
@@ -33,6 +34,18 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 WORDS = ["red", "blue", "green", "small", "large", "dog", "cat", "cup", "table", "person", "car", "tree",
          "left", "right", "above", "below", "holding", "wearing", "near", "behind"]
+
+
+def cpu_ticks():
+    """(steal, total) clock ticks from /proc/stat: time the hypervisor gave this VM's CPUs to others."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_since(before):
+    after = cpu_ticks()
+    return 100.0 * (after[0] - before[0]) / max(after[1] - before[1], 1)
 
 
 def build(scratch):
@@ -180,9 +193,12 @@ def main():
     results = {"swift": [], "torch": []}
     for run in range(args.runs):
         subprocess.run(["sync"], check=False)
+        before = cpu_ticks()
         seconds, overall = run_swift(binary, model, benchmark, args.threads)
         results["swift"].append(seconds)
-        print(f"run {run + 1}: swift {seconds:.2f} s, correct {overall} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+        print(f"run {run + 1}: swift {seconds:.2f} s, correct {overall} (load {os.getloadavg()[0]:.1f}, "
+              f"steal {steal_since(before):.0f} %)", file=sys.stderr)
+        before = cpu_ticks()
         # torch in its own process, so neither side inherits the other's caches or threads.
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--torch-only", "--no-build", "--work", args.work,
                               "--items", str(args.items), "--threads", str(args.threads)],
@@ -190,7 +206,7 @@ def main():
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         results["torch"].append(measured["seconds"])
         print(f"run {run + 1}: torch {measured['seconds']:.2f} s (model load {measured['load']:.2f} s), correct "
-              f"{measured['correct']} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+              f"{measured['correct']} (load {os.getloadavg()[0]:.1f}, steal {steal_since(before):.0f} %)", file=sys.stderr)
 
     swift, torch_seconds = min(results["swift"]), min(results["torch"])
     print(f"\n`eval` on {args.items} Winoground-size items (ViT-B/32, batch 32, {args.threads} threads), best of {args.runs}")
