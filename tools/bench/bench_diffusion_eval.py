@@ -18,7 +18,7 @@ without a warm-up (one item at the defaults is minutes; model construction is un
 
 Run (from the repository root):
     HF_HUB_OFFLINE=1 .pyref/bin/python tools/bench/bench_diffusion_eval.py [--threads 2] [--repeats 1]
-        [--timesteps 10] [--batch 4] [--latent 64] [--no-build] [--scratch-path .build-release-h12] [--bin PATH]
+        [--timesteps 10] [--batch 4] [--latent 64] [--no-build] [--scratch-path .build-release] [--bin PATH]
 
 Prints seconds per item on each side, the ratio torch/Swift (>= 1: Swift at least as fast), seconds per item / UNet
 rows (VAE and text encoder included) and peak RSS. --latent 8 --timesteps 2 is a quick check of the script itself, not a measurement.
@@ -127,7 +127,7 @@ def main():
     parser.add_argument("--timesteps", type=int, default=10, help="K (eval --teacher-timesteps; its default is 10)")
     parser.add_argument("--batch", type=int, default=4, help="UNet rows per pass (eval --teacher-batch-size; default 4)")
     parser.add_argument("--latent", type=int, default=64, help="latent side (image side = 8x; SD1.5: 64)")
-    parser.add_argument("--scratch-path", default=os.path.join(ROOT, ".build-release-h12"))
+    parser.add_argument("--scratch-path", default=os.path.join(ROOT, ".build-release"))
     parser.add_argument("--no-build", action="store_true", help="use the existing release binary")
     parser.add_argument("--bin", help="this sdsclip-bench binary instead of building one (e.g. a debug build for a script check)")
     parser.add_argument("--torch-side", action="store_true", help=argparse.SUPPRESS)
