@@ -22,8 +22,7 @@ enum EvalTeacher {
             throw EvaluationError(file: path, "the diffusion-score classifier encodes images with the teacher's VAE, which could not be loaded: \(error)")
         }
         let tokenizer = try ModelTokenizer.forTextEncoder(at: path, configuration: configuration)
-        // SD1's tokenizer pads with end of text, SD2's with "!" (id 0).
-        let padID = teacher.version == .sd1 ? tokenizer.endOfText : 0
+        let padID = teacher.padID(with: tokenizer)
         let target: Models.PredictionType = teacher.schedule.prediction == .epsilon ? .epsilon : .velocity
         return try DiffusionTeacher(unet: teacher.unet, textEncoder: teacher.textEncoder, vae: vae, alphasCumprod: teacher.schedule.alphasCumprod,
                                     prediction: target, padID: padID, tokenizer: tokenizer, source: path)

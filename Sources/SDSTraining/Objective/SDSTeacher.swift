@@ -127,6 +127,10 @@ public struct SDSTeacher {
                           notes: unet.notes + ["schedule from \(schedule.source), prediction \(schedule.prediction.rawValue)"])
     }
 
+    /// The id `tokenizer` (the teacher's own) pads caption rows with: SD1's (CLIP ViT-L/14's) pads with
+    /// end of text, SD2's (OpenCLIP's) with "!" (id 0).
+    public func padID(with tokenizer: CLIPTokenizer) -> Int { version == .sd1 ? tokenizer.endOfText : 0 }
+
     /// The conditioning c for teacher token rows: [B, L, D] (SD1 last layer, SD2 penultimate + final LN).
     public func context(_ ids: [[Int]]) throws -> Tensor {
         try withNoGrad { try textEncoder.hiddenStates(ids) }

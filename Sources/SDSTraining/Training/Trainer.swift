@@ -126,8 +126,7 @@ public final class Trainer {
             where tokens > width {
             throw ConfigurationError("--\(key): its tokenizer has \(tokens) tokens but its text encoder only \(width) embeddings (give the model folder its own vocab.json and merges.txt)")
         }
-        // SD1's tokenizer pads with end of text, SD2's with "!" (id 0).
-        teacherPadID = teacher.version == .sd1 ? teacherTokenizer.endOfText : 0
+        teacherPadID = teacher.padID(with: teacherTokenizer)
 
         let start = checkpoint?.progress ?? TrainingProgress(step: 0, epoch: 0, position: 0, randomState: configuration.seed ^ 0x5D5C_11B0_0000_0001,
                                                              samplesSeen: 0, badSamples: 0, elapsedSeconds: 0)
