@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Layouts", targets: ["Layouts"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
+        // For the fuzz harnesses (fuzz/Package.swift), which read its data and configuration files.
+        .library(name: "SDSTraining", targets: ["SDSTraining"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -84,6 +84,50 @@ final class TrainerPartsTests: XCTestCase {
         XCTAssertTrue(message(["clip": "a", "teacher": "b", "data": "c", "out": "d", "t-min": 500, "t-max": 100]).contains("t-min"))
     }
 
+    /// Found by tools/fuzz.sh config: `Yams.load` force-unwrapped a non-text mapping key and trapped.
+    /// Hostile files now get errors that name the file and line; aliases cannot expand without bound.
+    func testHostileConfigurationFilesGetErrorsNotCrashes() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdsclip-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func error(_ text: String) -> String {
+            let path = folder.appendingPathComponent("bad.yaml").path
+            do {
+                try text.write(toFile: path, atomically: true, encoding: .utf8)
+                _ = try FinetuneConfiguration.readFile(path)
+                return "read without error"
+            } catch let error as ConfigurationError {
+                return error.message
+            } catch {
+                return "unexpected \(error)"
+            }
+        }
+        let listKey = error("seed: 1\n? [a, b]\n: 2\n")
+        XCTAssertTrue(listKey.contains("bad.yaml, line 2") && listKey.contains("must be plain text"), listKey)
+        XCTAssertTrue(error("{[1]: 2}").contains("must be plain text"))
+        XCTAssertTrue(error("- 1\n- 2\n").contains("a mapping of setting names"))
+        XCTAssertTrue(error(String(repeating: "[", count: 70) + String(repeating: "]", count: 70)).contains("mapping"))
+        XCTAssertTrue(error("a: " + String(repeating: "[", count: 70) + String(repeating: "]", count: 70)).contains("deeper than 64"))
+        // Nine levels of ten aliases each: a billion values if expanded.
+        var laughs = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...9 {
+            laughs += "l\(level): &l\(level) [" + Array(repeating: "*l\(level - 1)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        let started = Date()
+        XCTAssertTrue(error(laughs).contains("more than 1000000 values"))
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        // Quoted numbers stay text, plain ones are typed, nulls are NSNull.
+        let path = folder.appendingPathComponent("types.yaml").path
+        try "a: '1'\nb: 1\nc: 1.5\nd: true\ne: null\nf: [1, x]\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let values = try FinetuneConfiguration.readFile(path)
+        XCTAssertEqual(values["a"] as? String, "1")
+        XCTAssertEqual(values["b"] as? Int, 1)
+        XCTAssertEqual(values["c"] as? Double, 1.5)
+        XCTAssertEqual(values["d"] as? Bool, true)
+        XCTAssertTrue(values["e"] is NSNull)
+        XCTAssertEqual((values["f"] as? [Any])?.count, 2)
+    }
+
     func testEvaluationSettingsFromFilesAndFlags() throws {
         var configuration = FinetuneConfiguration()
         try configuration.apply(["eval-every": 5, "eval": ["data/test-swaps.jsonl", "winoground:wino"]], origin: "file")

@@ -120,14 +120,7 @@ public struct FinetuneConfiguration: Equatable, Sendable {
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw ConfigurationError("\(path): cannot read the configuration (\(error.localizedDescription))")
         }
-        let parsed: Any?
-        do { parsed = try Yams.load(yaml: text) } catch {
-            throw ConfigurationError("\(path): not valid JSON or YAML (\(error))")
-        }
-        guard let mapping = parsed as? [String: Any] else {
-            throw ConfigurationError("\(path): a configuration is a mapping of setting names to values")
-        }
-        return mapping
+        return try ConfigurationDocument.mapping(yaml: text, origin: path)
     }
 
     /// The effective configuration as key → value (unset optional settings omitted).
