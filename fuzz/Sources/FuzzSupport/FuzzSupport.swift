@@ -32,7 +32,7 @@ public enum FuzzInput {
     public static func scratchFile(_ bytes: [UInt8], name: String) -> String {
         let folder = scratchFolder()
         let path = folder + "/" + name
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         return path
     }
 
