@@ -11,7 +11,7 @@ struct SDSClip: ParsableCommand {
         Reads safetensors (single or sharded), torch.save checkpoints (.pt/.bin/.ckpt/.pth), TorchScript \
         archives and model folders without running any pickle code.
         """,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, EmbedCommand.self, TokenizeCommand.self,
+        subcommands: [InspectCommand.self, ConvertCommand.self, DiffCommand.self, VerifyCommand.self, EmbedCommand.self, TokenizeCommand.self,
                       FinetuneCommand.self, ExampleDataCommand.self, EvalCommand.self, ExportCommand.self, DemoCommand.self]
     )
 }
