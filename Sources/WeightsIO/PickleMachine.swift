@@ -18,6 +18,8 @@ struct PickleMachine {
     let record: String
     let limits: PickleLimits
     let interpreter: PickleInterpreter?
+    /// Collects the globals that are neither allowlisted nor dangerous (`PickleGlobalVerdict.unknown`).
+    var globals: PickleGlobalLedger? = nil
 
     /// Runs from `start` to STOP and hands the result to `consume` together with the offset just past
     /// STOP. The result graph is valid only inside `consume`. With `requireEnd`, STOP must be the last byte.
@@ -467,8 +469,15 @@ private struct PickleRun {
         guard !symbol.module.isEmpty, !symbol.name.isEmpty else {
             throw failure(.corrupt, "global '\(symbol)' has an empty module or name")
         }
-        if let reason = PickleGlobalPolicy.refusal(for: symbol) {
-            throw failure(.unsafe, reason)
+        let steps = symbol.module.split(separator: ".", omittingEmptySubsequences: false)
+            + symbol.name.split(separator: ".", omittingEmptySubsequences: false)
+        guard !steps.contains(where: \.isEmpty) else {
+            throw failure(.corrupt, "global '\(symbol)' is not a dotted Python name (it has an empty component)")
+        }
+        switch PickleGlobalPolicy.verdict(for: symbol) {
+        case .dangerous(let reason): throw failure(.unsafe, reason)
+        case .unknown: machine.globals?.note(symbol)
+        case .safe: break
         }
         try pushNew(.symbol(symbol))
     }
