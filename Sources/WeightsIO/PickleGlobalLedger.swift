@@ -9,6 +9,15 @@ public struct PickleGlobalsReport: Sendable, Equatable {
 
     public var isSafe: Bool { unknown.isEmpty }
 
+    /// The unknown globals for people: TorchScript module classes (`__torch__.*`, compiled from the
+    /// archive's own code/, one per mangled variant) are counted instead of listed.
+    public var summary: String {
+        let scripted = unknown.filter { $0.hasPrefix("__torch__.") }
+        let listed = unknown.filter { !$0.hasPrefix("__torch__.") }
+            + (scripted.isEmpty ? [] : ["__torch__.* (\(scripted.count) TorchScript classes from the archive's code/)"])
+        return listed.joined(separator: ", ")
+    }
+
     /// One report for several files (a pipeline folder); nil when none of them had a pickle.
     public static func merging(_ reports: [PickleGlobalsReport?]) -> PickleGlobalsReport? {
         let present = reports.compactMap { $0 }

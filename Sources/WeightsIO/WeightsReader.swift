@@ -35,9 +35,9 @@ public enum WeightsReader {
             return try SafetensorsReader.read(path: path)
         case .zip, .torchLegacy:
             let store = try TorchCheckpointReader.read(path: path, limits: options.pickleLimits)
-            if options.strictGlobals, !store.unknownGlobals.isEmpty {
+            if options.strictGlobals, let globals = store.pickleGlobals, !globals.isSafe {
                 throw WeightsError(.unsafe, file: path, "strict: the pickle uses globals outside the allowlist of inert data constructors, which torch.load(weights_only=False) would import: "
-                                   + store.unknownGlobals.joined(separator: ", "))
+                                   + globals.summary)
             }
             return store
         case .tar:

@@ -96,12 +96,8 @@ struct InspectCommand: ParsableCommand {
     /// What `torch.load` would make of the file's pickles (dangerous ones were refused while reading).
     static func verdictLine(_ globals: PickleGlobalsReport) -> String {
         if globals.isSafe { return "safe: every global is on the allowlist of inert data constructors" }
-        // TorchScript module classes are compiled from the archive's own code/, one per mangled variant: count them.
-        let scripted = globals.unknown.filter { $0.hasPrefix("__torch__.") }
-        let listed = globals.unknown.filter { !$0.hasPrefix("__torch__.") }
-            + (scripted.isEmpty ? [] : ["__torch__.* (\(scripted.count) TorchScript classes from the archive's code/)"])
         return "unknown globals (inert here; torch.load(weights_only=False) would import them; --strict refuses them): "
-            + listed.joined(separator: ", ")
+            + globals.summary
     }
 
     func jsonReport(_ store: WeightStore, clip: CLIPDescription?) throws -> String {
