@@ -1200,7 +1200,8 @@ tables are written by the generator too.
 - `manifest.json`: one entry per case. Valid: `path`, `expected`, `format` (a `WeightFormat` raw
   value; `null` = not asserted), `prefix` (the torch archive prefix, expected in
   `WeightStore.metadata["prefix"]`), `metadata` (safetensors `__metadata__`, each pair must be
-  present) and `tensors` (name, dtype, shape). Invalid: `error_kind` (a `WeightsError.Kind`) and
+  present), `tensors` (name, dtype, shape) and, for torch files, `unknown_globals` (the pickle globals
+  the reader must list as unknown and `--strict` refuse; `[]` = all allowlisted). Invalid: `error_kind` (a `WeightsError.Kind`) and
   `message_contains` (all must occur, case-insensitively, in the error's description
   `file: location: message`) or `message_contains_any` (one must occur, where a reader may
   legitimately stop at either of two places). Safetensors attacks also record what Python
@@ -1221,10 +1222,10 @@ outputs with Python safetensors; invalid cases must exit 1...127 with a message 
   entries outside the prefix, no data.pkl, a persistent id or storage key of the wrong shape); `corrupt` = a recognised container whose content is
   damaged or disagrees with itself (offsets, sizes, record lengths, references, extents, duplicate
   entries, and every malformed pickle stream: bad opcode, stack/memo misuse, truncation, bytes
-  after STOP); `unsupported` = valid for torch/safetensors but a feature we refuse (compression,
-  encryption, quantized/sparse tensors, dtypes outside `DType`, protocol-0 text opcodes);
-  `unsafe` = a construct a Python loader would turn into code or a path escape (os/posix/subprocess/
-  builtins.eval GLOBALs, INST, EXT1, zip member and shard names with `..` or a leading `/`); `limit` = a
+  after STOP); `unsupported` = valid for torch/safetensors but a feature we refuse (compression
+  other than DEFLATE, encryption, quantized/sparse tensors, dtypes outside `DType`, protocol-0 text opcodes);
+  `unsafe` = a construct a Python loader would turn into code or a path escape (dangerous GLOBALs,
+  also reached through dotted names such as `torch.os.system`, INST, EXT1, zip member and shard names with `..` or a leading `/`); `limit` = a
   safety limit (header size, nesting depth, entry count, rank); `io` = a file that cannot be opened
   (a missing shard).
 - Message substrings are compared case-insensitively, with `-` read as a space.
