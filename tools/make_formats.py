@@ -966,9 +966,10 @@ def pickle_allowlist_cases():
         bad("legacy_global_" + slug, "unsafe", [module + "." + name, shown],
             f"legacy file; STACK_GLOBAL '{module}' '{name}' + REDUCE in the object pickle (resolves to {shown})",
             legacy_container(legacy_state_pickle(evil, proto=4), [("0", 12, BASE_A.tobytes())]), ext=".pth")
-    # Protocol 2 GLOBAL with a dotted name: Python 3.14 resolves those too, so they are refused alike.
+    # Python walks dotted names once a PROTO 4 opcode has been seen, and PROTO may come anywhere in the
+    # stream: dotted names are refused whatever protocol the header claims.
     bad("pkl_global_dotted_protocol2", "unsafe", ["genericpath.os.system"],
-        "GLOBAL 'genericpath' 'os.system' in a protocol-2 pickle",
+        "GLOBAL 'genericpath' 'os.system' in a pickle whose header says protocol 2",
         torch_zip(archive(state_pickle(BASE_TENSORS, after_items=lambda p: (
             p.str("evil"), p.glob("genericpath", "os.system").mark().str("id").op(b"tR"))))))
 
