@@ -29,16 +29,17 @@ public enum PickleGlobalPolicy {
     /// `_compat_pickle.IMPORT_MAPPING` for the modules that matter here: Python 3 unpickles protocol
     /// 0–2 files with these renamed, so `__builtin__.eval` is `builtins.eval`.
     static func pythonThreeModule(_ module: String) -> String {
-        let renamed: [String: String] = [
-            "__builtin__": "builtins", "exceptions": "builtins", "copy_reg": "copyreg", "cPickle": "pickle",
-            "commands": "subprocess", "thread": "_thread", "dummy_thread": "_dummy_thread", "urllib2": "urllib.request",
-            "httplib": "http.client", "SocketServer": "socketserver", "cStringIO": "io", "StringIO": "io",
-            "Queue": "queue", "UserDict": "collections", "UserList": "collections",
-        ]
         let head = module.prefix { $0 != "." }
-        guard let mapped = renamed[String(head)] else { return module }
+        guard let mapped = pythonTwoModules[String(head)] else { return module }
         return mapped + module.dropFirst(head.count)
     }
+
+    private static let pythonTwoModules: [String: String] = [
+        "__builtin__": "builtins", "exceptions": "builtins", "copy_reg": "copyreg", "cPickle": "pickle",
+        "commands": "subprocess", "thread": "_thread", "dummy_thread": "_dummy_thread", "urllib2": "urllib.request",
+        "httplib": "http.client", "SocketServer": "socketserver", "cStringIO": "io", "StringIO": "io",
+        "Queue": "queue", "UserDict": "collections", "UserList": "collections",
+    ]
 }
 
 /// Names known to be inert data constructors, in the spirit of torch's `weights_only` unpickler

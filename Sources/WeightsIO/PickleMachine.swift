@@ -47,6 +47,8 @@ private struct PickleRun {
     var memoSlots: [PickleValue?] = []
     var memoSparse: [UInt32: PickleValue] = [:]
     var memoCount = 0
+    /// Verdicts already given: a pickle may name the same global many times.
+    var verdicts: [PickleSymbol: PickleGlobalVerdict] = [:]
     var opcodeCount = 0
     var nodeCount = 0
     var opcodeStart = 0
@@ -466,15 +468,22 @@ private struct PickleRun {
     }
 
     mutating func pushSymbol(_ symbol: PickleSymbol) throws {
-        guard !symbol.module.isEmpty, !symbol.name.isEmpty else {
-            throw failure(.corrupt, "global '\(symbol)' has an empty module or name")
+        let verdict: PickleGlobalVerdict
+        if let known = verdicts[symbol] {
+            verdict = known
+        } else {
+            guard !symbol.module.isEmpty, !symbol.name.isEmpty else {
+                throw failure(.corrupt, "global '\(symbol)' has an empty module or name")
+            }
+            let steps = symbol.module.split(separator: ".", omittingEmptySubsequences: false)
+                + symbol.name.split(separator: ".", omittingEmptySubsequences: false)
+            guard !steps.contains(where: \.isEmpty) else {
+                throw failure(.corrupt, "global '\(symbol)' is not a dotted Python name (it has an empty component)")
+            }
+            verdict = PickleGlobalPolicy.verdict(for: symbol)
+            verdicts[symbol] = verdict
         }
-        let steps = symbol.module.split(separator: ".", omittingEmptySubsequences: false)
-            + symbol.name.split(separator: ".", omittingEmptySubsequences: false)
-        guard !steps.contains(where: \.isEmpty) else {
-            throw failure(.corrupt, "global '\(symbol)' is not a dotted Python name (it has an empty component)")
-        }
-        switch PickleGlobalPolicy.verdict(for: symbol) {
+        switch verdict {
         case .dangerous(let reason): throw failure(.unsafe, reason)
         case .unknown: machine.globals?.note(symbol)
         case .safe: break
