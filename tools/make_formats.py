@@ -723,11 +723,6 @@ def zip_handmade_cases():
 
     # --- zip container attacks
     e = archive(good)
-    e[2] = Entry("archive/data/0", BASE_A.tobytes(), method=8,
-                 compressed=zlib.compress(BASE_A.tobytes())[2:-4])
-    bad("zip_deflate_data_record", "unsupported", ["data/0"], "data/0 is DEFLATE-compressed (method 8)",
-        torch_zip(e))
-    e = archive(good)
     e[2].flags |= 0x1
     bad("zip_encrypted_flag", "unsupported", ["encrypt"], "data/0 has general-purpose flag bit 0 (encrypted)",
         torch_zip(e))
@@ -875,6 +870,237 @@ def zip_handmade_cases():
         torch_zip(archive(state_pickle([qt]).replace(b"_rebuild_tensor_v2", b"_rebuild_qtensor"))))
 
 
+# ---------------------------------------------------------------------------------------------
+# Part C of issue 11: pickle globals (allowlist / unknown / dangerous) and DEFLATE members.
+
+def raw_deflate(data, level=9):
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush()
+
+
+def legacy_container(object_pickle, storages):
+    """A pre-1.6 torch file written by hand: magic, protocol 1001, sys_info, `object_pickle`, the
+    storage-key list, then each storage as an int64 element count and its bytes (formats.md §4)."""
+    out = bytearray(Pickle(2).op(b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")).stop().bytes())
+    out += Pickle(2).int(1001).stop().bytes()
+    info = Pickle(2).op(b"}").mark().str("protocol_version").int(1001).str("little_endian").op(b"\x88")
+    info.str("type_sizes").op(b"}").mark().str("short").int(2).str("int").int(4).str("long").int(4).op(b"u")
+    out += info.op(b"u").stop().bytes()
+    out += object_pickle
+    keys = Pickle(2).op(b"]").mark()
+    for key, _, _ in storages:
+        keys.str(key)
+    out += keys.op(b"e").stop().bytes()
+    for _, numel, data in storages:
+        out += struct.pack("<q", numel) + data
+    return bytes(out)
+
+
+def legacy_state_pickle(after_items, proto=2):
+    """{'weight': FloatStorage '0' viewed as 3×4} + `after_items`, in the legacy 6-tuple id form."""
+    p = Pickle(proto)
+    p.op(b"}").mark().str("weight")
+    p.glob("torch._utils", "_rebuild_tensor_v2").mark()
+    p.mark().str("storage").glob("torch", "FloatStorage").str("0").str("cpu").int(12).op(b"N").op(b"t").op(b"Q")
+    p.int(0).tuple_of((3, 4)).tuple_of((4, 1)).op(b"\x89").glob("collections", "OrderedDict").op(b")RtR")
+    after_items(p)
+    return p.op(b"u").stop().bytes()
+
+
+def stack_global(p, module, name):
+    """Protocol-4 STACK_GLOBAL: module and name as SHORT_BINUNICODE strings (dotted names allowed)."""
+    for text in (module, name):
+        raw = text.encode()
+        p.op(b"\x8c" + bytes([len(raw)]) + raw)
+    return p.op(b"\x93")
+
+
+# Dotted names that Python resolves attribute by attribute (protocol 4), and names that run code,
+# load native code, import modules or write files. (module, name, what the message must name)
+DANGEROUS_GLOBALS = [
+    ("genericpath", "os.system", "os.system"),
+    ("torch", "os.system", "os.system"),
+    ("collections", "_sys.exit", "sys.exit"),
+    ("_ctypes", "dlopen", "_ctypes.dlopen"),
+    ("_xxsubinterpreters", "run_string", "_xxsubinterpreters.run_string"),
+    ("logging.config", "dictConfig", "logging.config.dictConfig"),
+    ("torch.storage", "_load_from_bytes", "torch.storage._load_from_bytes"),
+    ("torch.utils.cpp_extension", "load_inline", "torch.utils.cpp_extension.load_inline"),
+    ("importlib.machinery", "SourceFileLoader", "importlib.machinery.SourceFileLoader"),
+    ("_frozen_importlib_external", "SourceFileLoader", "_frozen_importlib_external.SourceFileLoader"),
+    ("pathlib", "Path.write_text", "pathlib.Path.write_text"),
+    ("codecs", "open", "codecs.open"),
+    ("numpy", "save", "numpy.save"),
+    ("zipfile", "ZipFile", "zipfile.ZipFile"),
+    ("sqlite3", "connect", "sqlite3.connect"),
+    ("tarfile", "open", "tarfile.open"),
+]
+
+
+def set_unknown_globals(name, globals_):
+    """Records, for a valid case, the globals the reader must list as unknown (and --strict refuse)."""
+    for c in CASES:
+        if c["name"] == name:
+            c["unknown_globals"] = sorted(globals_)
+            return
+    raise KeyError(name)
+
+
+def pickle_allowlist_cases():
+    def bad(name, kind, contains, description, blob, ext=".pt"):
+        path = os.path.join(INVALID, name + ext)
+        write_bytes(path, blob)
+        add_invalid(name, path, kind, contains, description)
+
+    # --- dangerous globals, each in a torch zip and in a legacy file (protocol 4, STACK_GLOBAL + REDUCE)
+    for module, name, shown in DANGEROUS_GLOBALS:
+        slug = (module + "_" + name).replace(".", "_").strip("_").lower()
+
+        def evil(p, module=module, name=name):
+            p.str("evil")
+            stack_global(p, module, name).mark().str("echo pwned").op(b"tR")
+
+        bad("pkl_global_" + slug, "unsafe", [module + "." + name, shown],
+            f"torch zip; STACK_GLOBAL '{module}' '{name}' + REDUCE (resolves to {shown})",
+            torch_zip(archive(state_pickle(BASE_TENSORS, after_items=evil, proto=4))))
+        bad("legacy_global_" + slug, "unsafe", [module + "." + name, shown],
+            f"legacy file; STACK_GLOBAL '{module}' '{name}' + REDUCE in the object pickle (resolves to {shown})",
+            legacy_container(legacy_state_pickle(evil, proto=4), [("0", 12, BASE_A.tobytes())]), ext=".pth")
+    # Python walks dotted names once a PROTO 4 opcode has been seen, and PROTO may come anywhere in the
+    # stream: dotted names are refused whatever protocol the header claims.
+    bad("pkl_global_dotted_protocol2", "unsafe", ["genericpath.os.system"],
+        "GLOBAL 'genericpath' 'os.system' in a pickle whose header says protocol 2",
+        torch_zip(archive(state_pickle(BASE_TENSORS, after_items=lambda p: (
+            p.str("evil"), p.glob("genericpath", "os.system").mark().str("id").op(b"tR"))))))
+
+    # --- unknown globals: Lightning-like checkpoints stay readable, their globals are listed
+    fake = {}
+
+    def module(name):
+        m = types.ModuleType(name)
+        fake[name] = m
+        return m
+
+    parsing = module("pytorch_lightning.utilities.parsing")
+    for parent in ("pytorch_lightning", "pytorch_lightning.utilities"):
+        module(parent)
+
+    class AttributeDict(dict):
+        pass
+    AttributeDict.__module__, AttributeDict.__qualname__ = parsing.__name__, "AttributeDict"
+    parsing.AttributeDict = AttributeDict
+    dictconfig = module("omegaconf.dictconfig")
+    module("omegaconf")
+
+    class DictConfig:
+        def __init__(self, content):
+            self._content = content
+    DictConfig.__module__, DictConfig.__qualname__ = dictconfig.__name__, "DictConfig"
+    dictconfig.DictConfig = DictConfig
+
+    class Outer:  # a nested class: protocol 4 writes the qualname 'Outer.Inner'
+        class Inner:
+            pass
+    Outer.__module__, Outer.__qualname__ = parsing.__name__, "Outer"
+    Outer.Inner.__module__, Outer.Inner.__qualname__ = parsing.__name__, "Outer.Inner"
+    parsing.Outer = Outer
+    sys.modules.update(fake)
+    import argparse
+
+    gen = torch.Generator().manual_seed(11)
+    state = OrderedDict()
+    state["model.encoder.weight"] = sample(torch.float32, (3, 4), gen)
+    state["model.encoder.bias"] = sample(torch.float16, (3,), gen)
+    hparams = AttributeDict(lr=1e-4, layers=2)
+    ckpt = {
+        "epoch": 1, "global_step": 20, "pytorch-lightning_version": "2.1.0", "state_dict": state,
+        "hyper_parameters": hparams, "hparams_namespace": argparse.Namespace(lr=1e-4, name="run"),
+        "config": DictConfig({"model": {"width": 4}}),
+    }
+    lightning_unknown = ["argparse.Namespace", "omegaconf.dictconfig.DictConfig",
+                         "pytorch_lightning.utilities.parsing.AttributeDict"]
+    path = os.path.join(VALID, "zip_lightning_hparams.ckpt")
+    torch.save(ckpt, path)
+    add_valid("zip_lightning_hparams", path, flatten_state(torch.load(path, weights_only=False)), "torch-zip",
+              "Lightning-like checkpoint with AttributeDict hyper_parameters, argparse.Namespace and an omegaconf "
+              "DictConfig: readable, its globals listed as unknown", prefix="zip_lightning_hparams", check_against=state)
+    set_unknown_globals("zip_lightning_hparams", lightning_unknown)
+    path = os.path.join(VALID, "legacy_lightning_hparams.ckpt")
+    torch.save(ckpt, path, _use_new_zipfile_serialization=False)
+    add_valid("legacy_lightning_hparams", path, flatten_state(torch.load(path, weights_only=False)), "torch-legacy",
+              "the same Lightning-like checkpoint in the legacy format", check_against=state)
+    set_unknown_globals("legacy_lightning_hparams", lightning_unknown)
+    path = os.path.join(VALID, "zip_nested_class_protocol4.pt")
+    torch.save({"w": state["model.encoder.weight"], "meta": Outer.Inner()}, path, pickle_protocol=4)
+    add_valid("zip_nested_class_protocol4", path, flatten_state(torch.load(path, weights_only=False)), "torch-zip",
+              "protocol 4: a nested class written as the dotted qualname 'Outer.Inner' (unknown, not dangerous)",
+              prefix="zip_nested_class_protocol4")
+    set_unknown_globals("zip_nested_class_protocol4", ["pytorch_lightning.utilities.parsing.Outer.Inner"])
+    for name in fake:
+        del sys.modules[name]
+    set_unknown_globals("zip_handmade", [])
+    set_unknown_globals("legacy", [])
+    set_unknown_globals("zip_lightning", ["pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"])
+
+    # --- DEFLATE members: a real torch.save file re-packed by Python's zipfile (torch.load reads it)
+    gen = torch.Generator().manual_seed(12)
+    sd = OrderedDict(weight=sample(torch.float32, (8, 16), gen), bias=sample(torch.float16, (8,), gen),
+                     ids=torch.arange(10, dtype=torch.int64), zeros=torch.zeros(300, dtype=torch.float32))
+    sd["weight_t"] = sd["weight"].t()
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    import zipfile
+    repacked = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, \
+            zipfile.ZipFile(repacked, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for info in src.infolist():
+            dst.writestr(zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0)), src.read(info.filename),
+                         compress_type=zipfile.ZIP_DEFLATED)
+    path = os.path.join(VALID, "zip_deflate_repacked.pt")
+    write_bytes(path, repacked.getvalue())
+    with zipfile.ZipFile(path) as z:
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
+    add_valid("zip_deflate_repacked", path, flatten_state(torch.load(path, weights_only=True)), "torch-zip",
+              "a torch.save file re-packed by Python zipfile with every member DEFLATE-compressed (data.pkl and "
+              "data/*): inflated, bounded by the declared sizes, CRC checked", prefix="archive", check_against=sd)
+    set_unknown_globals("zip_deflate_repacked", [])
+
+    # The miniz-layout base with data/0 alone deflated (was refused before issue 11).
+    e = archive(state_pickle(BASE_TENSORS))
+    e[2] = Entry("archive/data/0", BASE_A.tobytes(), method=8, compressed=raw_deflate(BASE_A.tobytes()))
+    path = os.path.join(VALID, "zip_deflate_data_record.pt")
+    write_bytes(path, torch_zip(e))
+    add_valid("zip_deflate_data_record", path, flatten_state(torch.load(path, weights_only=True)), "torch-zip",
+              "the hand-built base with data/0 DEFLATE-compressed (method 8) behind torch's data descriptor",
+              prefix="archive")
+
+    e = archive(state_pickle(BASE_TENSORS))
+    e[2] = Entry("archive/data/0", BASE_A.tobytes(), method=8, compressed=raw_deflate(BASE_A.tobytes()))
+    e[2].crc ^= 0x5A5A
+    bad("zip_deflate_bad_crc", "corrupt", ["data/0", "CRC"], "data/0 is DEFLATE and its CRC-32 is wrong",
+        torch_zip(e))
+    e = archive(state_pickle(BASE_TENSORS))
+    e[2] = Entry("archive/data/0", BASE_A.tobytes(), method=8, compressed=raw_deflate(BASE_A.tobytes())[:-6])
+    bad("zip_deflate_truncated_stream", "corrupt", ["data/0", "DEFLATE"], "data/0's DEFLATE stream is cut short",
+        torch_zip(e))
+    e = archive(state_pickle(BASE_TENSORS))
+    e[2] = Entry("archive/data/0", BASE_A.tobytes(), method=8, compressed=raw_deflate(BASE_A.tobytes() + b"\0" * 8))
+    bad("zip_deflate_longer_than_declared", "corrupt", ["data/0", "more than the declared 48"],
+        "data/0 declares 48 bytes but its DEFLATE stream inflates to 56", torch_zip(e))
+    zeros = bytes(64 << 20)
+    bomb_tensor = [dict(name="bomb", storage="FloatStorage", key="0", numel=16 << 20, offset=0, shape=(16 << 20,),
+                        stride=(1,))]
+    e = archive(state_pickle(bomb_tensor), records={"0": b""})
+    e[2] = Entry("archive/data/0", zeros, method=8, compressed=raw_deflate(zeros))
+    bad("zip_deflate_bomb", "limit", ["data/0", "zip bomb"],
+        "data/0 is 64 MiB of zeros deflated to 64 KB (1000×): refused before anything is inflated",
+        torch_zip(e))
+    e = archive(state_pickle(BASE_TENSORS))
+    e[0] = Entry("archive/data.pkl", e[0].data, method=12, compressed=e[0].data)
+    bad("zip_bzip2_data_pkl", "unsupported", ["data.pkl", "method 12"],
+        "data.pkl uses compression method 12 (bzip2), which torch cannot read either", torch_zip(e))
+
+
 def object_pickle_middle(blob):
     """Offset halfway through the 4th pickle of a legacy file (pickletools only walks opcodes)."""
     import pickletools
@@ -975,7 +1201,8 @@ tables are written by the generator too.
 - `manifest.json`: one entry per case. Valid: `path`, `expected`, `format` (a `WeightFormat` raw
   value; `null` = not asserted), `prefix` (the torch archive prefix, expected in
   `WeightStore.metadata["prefix"]`), `metadata` (safetensors `__metadata__`, each pair must be
-  present) and `tensors` (name, dtype, shape). Invalid: `error_kind` (a `WeightsError.Kind`) and
+  present), `tensors` (name, dtype, shape) and, for torch files, `unknown_globals` (the pickle globals
+  the reader must list as unknown and `--strict` refuse; `[]` = all allowlisted). Invalid: `error_kind` (a `WeightsError.Kind`) and
   `message_contains` (all must occur, case-insensitively, in the error's description
   `file: location: message`) or `message_contains_any` (one must occur, where a reader may
   legitimately stop at either of two places). Safetensors attacks also record what Python
@@ -996,10 +1223,10 @@ outputs with Python safetensors; invalid cases must exit 1...127 with a message 
   entries outside the prefix, no data.pkl, a persistent id or storage key of the wrong shape); `corrupt` = a recognised container whose content is
   damaged or disagrees with itself (offsets, sizes, record lengths, references, extents, duplicate
   entries, and every malformed pickle stream: bad opcode, stack/memo misuse, truncation, bytes
-  after STOP); `unsupported` = valid for torch/safetensors but a feature we refuse (compression,
-  encryption, quantized/sparse tensors, dtypes outside `DType`, protocol-0 text opcodes);
-  `unsafe` = a construct a Python loader would turn into code or a path escape (os/posix/subprocess/
-  builtins.eval GLOBALs, INST, EXT1, zip member and shard names with `..` or a leading `/`); `limit` = a
+  after STOP); `unsupported` = valid for torch/safetensors but a feature we refuse (compression
+  other than DEFLATE, encryption, quantized/sparse tensors, dtypes outside `DType`, protocol-0 text opcodes);
+  `unsafe` = a construct a Python loader would turn into code or a path escape (dangerous GLOBALs,
+  also reached through dotted names such as `torch.os.system`, INST, EXT1, zip member and shard names with `..` or a leading `/`); `limit` = a
   safety limit (header size, nesting depth, entry count, rank); `io` = a file that cannot be opened
   (a missing shard).
 - Message substrings are compared case-insensitively, with `-` read as a space.
@@ -1037,6 +1264,7 @@ def main():
     safetensors_valid_cases()
     safetensors_handmade_cases()
     zip_handmade_cases()
+    pickle_allowlist_cases()
     torch_unsupported_cases()
     sharded_invalid_cases()
 

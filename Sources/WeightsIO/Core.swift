@@ -190,6 +190,10 @@ public struct WeightStore: Sendable {
     public private(set) var records: [String: TensorRecord]
     /// safetensors `__metadata__`, or facts a reader found worth reporting (e.g. the archive prefix).
     public var metadata: [String: String]
+    /// The verdict on the pickles read (nil when there were none, as for safetensors).
+    public var pickleGlobals: PickleGlobalsReport?
+    /// Pickle globals neither allowlisted nor dangerous, sorted; empty when none (or no pickle).
+    public var unknownGlobals: [String] { pickleGlobals?.unknown ?? [] }
 
     public init(format: WeightFormat, sources: [String], metadata: [String: String] = [:]) {
         self.format = format

@@ -18,6 +18,8 @@ struct PickleMachine {
     let record: String
     let limits: PickleLimits
     let interpreter: PickleInterpreter?
+    /// Collects the globals that are neither allowlisted nor dangerous (`PickleGlobalVerdict.unknown`).
+    var globals: PickleGlobalLedger? = nil
 
     /// Runs from `start` to STOP and hands the result to `consume` together with the offset just past
     /// STOP. The result graph is valid only inside `consume`. With `requireEnd`, STOP must be the last byte.
@@ -45,6 +47,8 @@ private struct PickleRun {
     var memoSlots: [PickleValue?] = []
     var memoSparse: [UInt32: PickleValue] = [:]
     var memoCount = 0
+    /// Verdicts already given: a pickle may name the same global many times.
+    var verdicts: [PickleSymbol: PickleGlobalVerdict] = [:]
     var opcodeCount = 0
     var nodeCount = 0
     var opcodeStart = 0
@@ -464,11 +468,25 @@ private struct PickleRun {
     }
 
     mutating func pushSymbol(_ symbol: PickleSymbol) throws {
-        guard !symbol.module.isEmpty, !symbol.name.isEmpty else {
-            throw failure(.corrupt, "global '\(symbol)' has an empty module or name")
+        let verdict: PickleGlobalVerdict
+        if let known = verdicts[symbol] {
+            verdict = known
+        } else {
+            guard !symbol.module.isEmpty, !symbol.name.isEmpty else {
+                throw failure(.corrupt, "global '\(symbol)' has an empty module or name")
+            }
+            let steps = symbol.module.split(separator: ".", omittingEmptySubsequences: false)
+                + symbol.name.split(separator: ".", omittingEmptySubsequences: false)
+            guard !steps.contains(where: \.isEmpty) else {
+                throw failure(.corrupt, "global '\(symbol)' is not a dotted Python name (it has an empty component)")
+            }
+            verdict = PickleGlobalPolicy.verdict(for: symbol)
+            verdicts[symbol] = verdict
         }
-        if let reason = PickleGlobalPolicy.refusal(for: symbol) {
-            throw failure(.unsafe, reason)
+        switch verdict {
+        case .dangerous(let reason): throw failure(.unsafe, reason)
+        case .unknown: machine.globals?.note(symbol)
+        case .safe: break
         }
         try pushNew(.symbol(symbol))
     }

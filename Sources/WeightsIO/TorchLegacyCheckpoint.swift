@@ -15,8 +15,9 @@ enum TorchLegacyCheckpoint {
         guard hasMagic(bytes) else {
             throw WeightsError(.format, file: file, at: "byte 0", "no legacy torch magic number")
         }
+        let globals = PickleGlobalLedger()
         func machine(_ record: String, _ interpreter: PickleInterpreter? = nil) -> PickleMachine {
-            PickleMachine(bytes: bytes, file: file, record: record, limits: limits, interpreter: interpreter)
+            PickleMachine(bytes: bytes, file: file, record: record, limits: limits, interpreter: interpreter, globals: globals)
         }
         let afterVersion = try machine("legacy protocol pickle").run(from: magic.count, requireEnd: false) { value, end in
             guard case .int(let version) = value, version == protocolVersion else {
@@ -49,8 +50,10 @@ enum TorchLegacyCheckpoint {
             let storageBytes = try readStorages(owner: owner, file: file, keys: keys.0, start: keys.1, declared: interpreter.storages)
             var flattener = TorchStateFlattener(file: file, limits: limits)
             try flattener.flatten(root: root)
-            return try TorchRecordBuilder.store(format: .torchLegacy, file: file, tensors: flattener.tensors,
-                                                storageBytes: storageBytes, metadata: [:])
+            var store = try TorchRecordBuilder.store(format: .torchLegacy, file: file, tensors: flattener.tensors,
+                                                     storageBytes: storageBytes, metadata: [:])
+            store.pickleGlobals = globals.report
+            return store
         }
     }
 

@@ -1,5 +1,6 @@
 /// `torch.save` zip checkpoints (since torch 1.6) and, through `TorchScriptWalker`, `torch.jit.save`
-/// archives: `<prefix>/data.pkl` plus one STORED record per storage under `<prefix>/data/`.
+/// archives: `<prefix>/data.pkl` plus one record per storage under `<prefix>/data/`. torch writes them
+/// STORED (read zero-copy); a file re-packed by a zip tool has DEFLATE members, inflated on use.
 enum TorchZipCheckpoint {
     static func read(archive: ZipArchive, limits: PickleLimits) throws -> WeightStore {
         let file = archive.file
@@ -14,13 +15,16 @@ enum TorchZipCheckpoint {
             }
         }
         let isTorchScript = archive.entry(named: prefix + "/constants.pkl") != nil
+        let budget = ZipInflateBudget(limits: limits.zip)
+        let globals = PickleGlobalLedger()
+        let context = PickleContext(limits: limits, budget: budget, globals: globals)
         // constants.pkl, traced_inputs.pkl, …: never used for weights, but torch would unpickle them,
         // so a hostile global in any of them refuses the file. Their storages are not resolved
         // (traced_inputs/ records are written empty).
         for entry in archive.entries where entry.name.hasSuffix(".pkl") && entry.name != prefix + "/data.pkl" {
-            _ = try unpickle(archive, record: entry.name, storageFolder: nil, limits: limits) { _, _ in () }
+            _ = try unpickle(archive, record: entry.name, storageFolder: nil, context: context) { _, _ in () }
         }
-        return try unpickle(archive, record: prefix + "/data.pkl", storageFolder: prefix + "/data/", limits: limits) { root, interpreter in
+        var store = try unpickle(archive, record: prefix + "/data.pkl", storageFolder: prefix + "/data/", context: context) { root, interpreter in
             var metadata = ["prefix": prefix]
             let tensors: [(name: String, tensor: TorchTensorRef)]
             if isTorchScript {
@@ -37,6 +41,15 @@ enum TorchZipCheckpoint {
             return try TorchRecordBuilder.store(format: isTorchScript ? .torchScript : .torchZip, file: file, tensors: tensors,
                                                 storageBytes: interpreter.storageBytes, metadata: metadata)
         }
+        store.pickleGlobals = globals.report
+        return store
+    }
+
+    /// What every pickle of one archive shares.
+    private struct PickleContext {
+        let limits: PickleLimits
+        let budget: ZipInflateBudget
+        let globals: PickleGlobalLedger
     }
 
     /// Every record sits under one folder, named by the first central-directory entry (torch's rule).
@@ -58,19 +71,14 @@ enum TorchZipCheckpoint {
                 throw WeightsError(.format, file: archive.file, at: "zip member '\(entry.name)'",
                                    "not under the archive folder '\(folder)' that the first member sets")
             }
-            let relative = entry.name.dropFirst(folder.count)
-            let mustBeStored = relative.hasPrefix("data/") || relative.hasPrefix("constants/") || relative.hasSuffix(".pkl")
-            if mustBeStored, !entry.isStored {
-                throw WeightsError(.unsupported, file: archive.file, at: "zip member '\(entry.name)'",
-                                   "compressed (method \(entry.method)); tensor data and pickles must be STORED")
-            }
         }
     }
 
     /// Runs the VM over one pickle record whose storages live in `storageFolder`.
-    private static func unpickle<T>(_ archive: ZipArchive, record: String, storageFolder: String?, limits: PickleLimits,
+    private static func unpickle<T>(_ archive: ZipArchive, record: String, storageFolder: String?, context: PickleContext,
                                     _ consume: (PickleValue, TorchPickleInterpreter) throws -> T) throws -> T {
         let file = archive.file
+        let limits = context.limits
         guard let entry = archive.entry(named: record) else {
             throw WeightsError(.format, file: file, at: "zip member '\(record)'", "missing: a torch checkpoint needs it")
         }
@@ -78,18 +86,21 @@ enum TorchZipCheckpoint {
             throw WeightsError(.limit, file: file, at: "zip member '\(record)'",
                                "pickle of \(entry.uncompressedSize) bytes exceeds the \(limits.maxPickleBytes)-byte limit")
         }
-        let pickle = try archive.storedBytes(entry, verifyCRC: true)
+        let pickle = try archive.memberBytes(entry, budget: context.budget, verifyCRC: true)
         let resolve: ((String) throws -> ByteSlice)? = storageFolder.map { folder in
             { key in
                 let name = folder + key
                 guard let storage = archive.entry(named: name) else {
                     throw WeightsError(.corrupt, file: file, at: "zip member '\(name)'", "the pickle references this storage but the record is missing")
                 }
-                return try archive.storedBytes(storage)
+                return try archive.memberBytes(storage, budget: context.budget)  // inflated only when referenced
             }
         }
         let interpreter = TorchPickleInterpreter(form: .zip, limits: limits, resolveRecord: resolve)
-        let machine = PickleMachine(bytes: pickle.buffer, file: file, record: record, limits: limits, interpreter: interpreter)
-        return try machine.run(requireEnd: true) { root, _ in try consume(root, interpreter) }
+        let machine = PickleMachine(bytes: pickle.buffer, file: file, record: record, limits: limits, interpreter: interpreter,
+                                    globals: context.globals)
+        return try withExtendedLifetime(pickle) {
+            try machine.run(requireEnd: true) { root, _ in try consume(root, interpreter) }
+        }
     }
 }

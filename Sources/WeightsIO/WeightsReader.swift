@@ -5,10 +5,14 @@ public struct ReadOptions: Sendable {
     /// A weight-file variant to prefer in folders (`fp16` picks `model.fp16.safetensors`).
     public var variant: String?
     public var pickleLimits: PickleLimits
+    /// Refuse pickles with unknown globals too (`--strict`), not only dangerous ones: only files whose
+    /// every global is on the allowlist of inert data constructors are read.
+    public var strictGlobals: Bool
 
-    public init(variant: String? = nil, pickleLimits: PickleLimits = PickleLimits()) {
+    public init(variant: String? = nil, pickleLimits: PickleLimits = PickleLimits(), strictGlobals: Bool = false) {
         self.variant = variant
         self.pickleLimits = pickleLimits
+        self.strictGlobals = strictGlobals
     }
 }
 
@@ -30,7 +34,12 @@ public enum WeightsReader {
         case .safetensors:
             return try SafetensorsReader.read(path: path)
         case .zip, .torchLegacy:
-            return try TorchCheckpointReader.read(path: path, limits: options.pickleLimits)
+            let store = try TorchCheckpointReader.read(path: path, limits: options.pickleLimits)
+            if options.strictGlobals, let globals = store.pickleGlobals, !globals.isSafe {
+                throw WeightsError(.unsafe, file: path, "strict: the pickle uses globals outside the allowlist of inert data constructors, which torch.load(weights_only=False) would import: "
+                                   + globals.summary)
+            }
+            return store
         case .tar:
             throw WeightsError(.unsupported, file: path,
                                "the tar-based torch format (torch < 0.4) is not supported; re-save it with a current torch")
@@ -90,6 +99,7 @@ public enum WeightsReader {
             parts.append((component, store))
         }
         var merged = WeightStore(format: .folder, sources: sources, metadata: ["pipeline": folder.path])
+        merged.pickleGlobals = PickleGlobalsReport.merging(parts.map(\.1.pickleGlobals))
         for (component, store) in parts {
             for record in store.orderedRecords {
                 let renamed = TensorRecord(name: "\(component).\(record.name)", dtype: record.dtype, shape: record.shape,

@@ -28,8 +28,14 @@ public struct ZipEntry: Sendable, Equatable {
 public struct ZipLimits: Sendable {
     /// Checked before the entry table is allocated.
     public var maxEntries = 100_000
-    /// Upper bound for inflating a DEFLATE member (only `code/` sources are ever inflated).
+    /// Upper bound for inflating a DEFLATE `code/` source (TorchScript).
     public var maxInflatedBytes = 16 << 20
+    /// Tensor data and pickles of a re-packed torch file may be DEFLATE members: at most this many
+    /// bytes are inflated per archive, into memory (they cannot be mapped).
+    public var maxInflatedDataBytes = 4 << 30
+    /// A DEFLATE member larger than `maxInflatedBytes` may expand at most this much (weights barely
+    /// compress; a zip bomb of zeros expands about 1000×).
+    public var maxDeflateRatio = 64
 
     public init() {}
 }
@@ -58,8 +64,8 @@ public struct ZipArchive: Sendable {
         indexByName[name].map { entries[$0] }
     }
 
-    /// The member's bytes without copying. Compressed members are refused: tensor data, constants and
-    /// pickles must be STORED (an inflating reader is how torch zip bombs work).
+    /// The member's bytes without copying; compressed members are refused (see `memberBytes`, which
+    /// inflates them under a budget).
     public func storedBytes(_ entry: ZipEntry, verifyCRC: Bool = false) throws -> ByteSlice {
         guard entry.isStored else {
             throw WeightsError(.unsupported, file: file, at: "zip member '\(entry.name)'",
@@ -68,6 +74,24 @@ public struct ZipArchive: Sendable {
         let slice = ByteSlice(owner: owner, range: entry.dataRange)
         if verifyCRC { try checkCRC(entry, slice.buffer) }
         return slice
+    }
+
+    /// The member's bytes: a zero-copy slice when STORED, inflated into owned memory when DEFLATE
+    /// (charged to `budget`; CRC always checked), refused otherwise.
+    public func memberBytes(_ entry: ZipEntry, budget: ZipInflateBudget, verifyCRC: Bool = false) throws -> ByteSlice {
+        switch entry.method {
+        case Self.methodStored:
+            return try storedBytes(entry, verifyCRC: verifyCRC)
+        case Self.methodDeflate:
+            try budget.charge(entry, file: file)
+            let raw = UnsafeRawBufferPointer(rebasing: owner.bytes[entry.dataRange])
+            let inflated = try InflateRaw.inflateOwned(raw, expectedSize: entry.uncompressedSize, file: file, member: entry.name)
+            try checkCRC(entry, inflated.bytes)
+            return ByteSlice(owner: inflated, range: 0 ..< entry.uncompressedSize)
+        default:
+            throw WeightsError(.unsupported, file: file, at: "zip member '\(entry.name)'",
+                               "compression method \(entry.method); only STORED (0) and DEFLATE (8) are read")
+        }
     }
 
     /// The member's bytes, inflating DEFLATE members up to `maxBytes` (never more than declared).
@@ -98,6 +122,34 @@ public struct ZipArchive: Sendable {
             throw WeightsError(.corrupt, file: file, at: "zip member '\(entry.name)'",
                                "CRC-32 is \(hex(actual)) but the central directory says \(hex(entry.crc32))")
         }
+    }
+}
+
+/// What the DEFLATE members of one archive may still inflate to (`ZipLimits.maxInflatedDataBytes`),
+/// and the expansion-ratio rule for large members; charged before anything is allocated.
+public final class ZipInflateBudget {
+    private var remaining: Int
+    private let limits: ZipLimits
+
+    public init(limits: ZipLimits) {
+        self.limits = limits
+        self.remaining = limits.maxInflatedDataBytes
+    }
+
+    func charge(_ entry: ZipEntry, file: String) throws {
+        let size = entry.uncompressedSize
+        if size > limits.maxInflatedBytes {
+            let (bound, overflow) = max(entry.compressedSize, 1).multipliedReportingOverflow(by: limits.maxDeflateRatio)
+            guard overflow || size <= bound else {
+                throw WeightsError(.limit, file: file, at: "zip member '\(entry.name)'",
+                                   "DEFLATE member of \(entry.compressedSize) bytes declares \(size) bytes, more than \(limits.maxDeflateRatio)× (a zip bomb, not weights)")
+            }
+        }
+        guard size <= remaining else {
+            throw WeightsError(.limit, file: file, at: "zip member '\(entry.name)'",
+                               "inflating \(size) more bytes exceeds the \(limits.maxInflatedDataBytes)-byte budget for DEFLATE members")
+        }
+        remaining -= size
     }
 }
 

@@ -53,6 +53,8 @@ struct ConvertCommand: ParsableCommand {
             help: "With --layout diffusers: the scheduler's prediction type, epsilon or v_prediction (SD 2.x 768-v); default: the --config folder's scheduler, else epsilon.")
     var predictionType: PredictionArgument?
 
+    @OptionGroup var safety: WeightSafetyOptions
+
     func validate() throws {
         if layout == nil, predictionType != nil || ema || config != nil {
             throw ValidationError("--config, --ema and --prediction-type apply to --layout diffusers only")
@@ -63,7 +65,7 @@ struct ConvertCommand: ParsableCommand {
         try reportingErrors {
             if let layout { return try convertToLayout(layout) }
             let quiet = self.quiet
-            let summary = try WeightsConverter.convert(input: input, output: output, dtype: dtype.dtype,
+            let summary = try WeightsConverter.convert(input: input, output: output, dtype: dtype.dtype, options: safety.readOptions,
                                                        durability: fsync ? .durable : .atomic) { store in
                 guard !quiet, store.totalBytes >= 64 << 20 else { return nil }
                 let line = ProgressLine(label: "convert")

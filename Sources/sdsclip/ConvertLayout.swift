@@ -27,6 +27,7 @@ extension ConvertCommand {
     func convertToLayout(_ layout: ConvertLayout) throws {
         switch layout {
         case .diffusers:
+            try safety.admit([input])
             let summary = try DiffusersFolderWriter.convert(input, to: output, configuration: config, extractEMA: ema,
                                                             dtype: dtype.dtype, prediction: predictionType?.prediction)
             guard !quiet else { return }

@@ -34,6 +34,8 @@ struct EmbedCommand: ParsableCommand {
     @Option(help: "Write the embeddings to this safetensors file.")
     var output: String?
 
+    @OptionGroup var safety: WeightSafetyOptions
+
     /// Image or text embeddings from a full CLIP, or text embeddings from a text tower alone.
     func embed(_ loaded: LoadedCLIPModel) throws -> (String, Tensor) {
         switch loaded {
@@ -63,6 +65,7 @@ struct EmbedCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try safety.admit([model])
             let loaded = try CLIPLoader.loadAny(model, configuration: config)
             let (name, embeddings) = try withNoGrad { try embed(loaded) }
             if let output {

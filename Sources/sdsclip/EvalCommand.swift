@@ -93,6 +93,8 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("compare-config"), help: "A configuration file for --compare.")
     var compareConfig: String?
 
+    @OptionGroup var safety: WeightSafetyOptions
+
     @Option(name: .customLong("batch-size"), help: "Images or captions per CLIP forward pass.")
     var batchSize = 32
 
@@ -129,6 +131,7 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let (clipPath, benchmarkArguments) = resolved
+            try safety.admit([clipPath, compare, teacher])
             let options = BenchmarkOptions(images: images, split: split, classNames: classnames, templates: templates)
             let loaded = try BenchmarkLoader.open(benchmarkArguments.map(BenchmarkSpec.init(argument:)), options: options)
             let inputs = Evaluator.inputs(loaded)

@@ -48,8 +48,11 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "A configuration file for MODEL (transformers config.json or OpenCLIP config), when none is beside it.")
     var config: String?
 
+    @OptionGroup var safety: WeightSafetyOptions
+
     func run() throws {
         try reportingErrors {
+            try safety.admit([model])
             let options = CLIPExporter.Options(layout: layout.layout, dtype: dtype.dtype, existing: overwrite ? .replace : .refuse)
             let summary = try CLIPExporter.export(modelAt: model, configuration: config, to: out, options: options)
             for note in summary.notes { printError("note: \(note)") }

@@ -77,6 +77,8 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(name: .customLong("print-config"), help: "Print the effective configuration as JSON and exit.")
     var printConfig = false
 
+    @OptionGroup var safety: WeightSafetyOptions
+
     var givenFlags: [String: Any] {
         let pairs: [(String, String?)] = [
             ("clip", clip),
@@ -147,6 +149,7 @@ struct FinetuneCommand: ParsableCommand {
                 return
             }
             try configuration.validate()
+            try safety.admit([configuration.clip, configuration.teacher])
             if checkpointPath == nil, resume == nil, let out = configuration.out, !TrainingCheckpointFolder.isFresh(out) {
                 throw ConfigurationError("\(out) already holds a fine-tune run; continue it with --resume latest, or choose another --out")
             }

@@ -22,9 +22,11 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "A CLIP configuration file (transformers config.json or OpenCLIP config) for the architecture report.")
     var config: String?
 
+    @OptionGroup var safety: WeightSafetyOptions
+
     func run() throws {
         try reportingErrors {
-            let store = try WeightsReader.open(path)
+            let store = try WeightsReader.open(path, options: safety.readOptions)
             let clip = clipDescription(store)
             if json {
                 print(try jsonReport(store, clip: clip))
@@ -42,6 +44,7 @@ struct InspectCommand: ParsableCommand {
         lines.append("format:   \(store.format.rawValue)")
         if store.sources.count > 1 { lines.append("files:    \(store.sources.count)") }
         for key in store.metadata.keys.sorted() { lines.append("metadata: \(key) = \(store.metadata[key] ?? "")") }
+        if let globals = store.pickleGlobals { lines.append("pickle:   " + Self.verdictLine(globals)) }
         let nameWidth = min(store.names.map(\.count).max() ?? 4, 80)
         lines.append("")
         for record in store.orderedRecords {
@@ -90,8 +93,17 @@ struct InspectCommand: ParsableCommand {
         return lines.joined(separator: "\n")
     }
 
+    /// What `torch.load` would make of the file's pickles (dangerous ones were refused while reading).
+    static func verdictLine(_ globals: PickleGlobalsReport) -> String {
+        if globals.isSafe { return "safe: every global is on the allowlist of inert data constructors" }
+        return "unknown globals (inert here; torch.load(weights_only=False) would import them; --strict refuses them): "
+            + globals.summary
+    }
+
     func jsonReport(_ store: WeightStore, clip: CLIPDescription?) throws -> String {
         struct Entry: Encodable { let name: String; let dtype: String; let shape: [Int]; let bytes: Int }
+        /// `verdict` is "safe" or "unknown-globals"; absent for files without pickles.
+        struct Pickle: Encodable { let verdict: String; let unknownGlobals: [String] }
         struct Report: Encodable {
             let path: String
             let format: String
@@ -102,10 +114,12 @@ struct InspectCommand: ParsableCommand {
             let elementCount: Int
             let byteCount: Int
             let clip: CLIPDescription?
+            let pickle: Pickle?
         }
         let report = Report(path: path, format: store.format.rawValue, files: store.sources, metadata: store.metadata,
                             tensors: store.orderedRecords.map { Entry(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) },
-                            tensorCount: store.count, elementCount: store.totalElements, byteCount: store.totalBytes, clip: clip)
+                            tensorCount: store.count, elementCount: store.totalElements, byteCount: store.totalBytes, clip: clip,
+                            pickle: store.pickleGlobals.map { Pickle(verdict: $0.isSafe ? "safe" : "unknown-globals", unknownGlobals: $0.unknown) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(report), as: UTF8.self)

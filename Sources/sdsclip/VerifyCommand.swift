@@ -42,9 +42,12 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("save-outputs"), help: "Write the computed outputs (outputs.* names) to this safetensors file.")
     var saveOutputs: String?
 
+    @OptionGroup var safety: WeightSafetyOptions
+
     func run() throws {
         var passed = false
         try reportingErrors {
+            try safety.admit([model, reference, teacher])
             let options = ModelVerifier.Options(configuration: config, extractEMA: ema, teacher: teacher,
                                                 tolerance: Tolerance(absolute: atol, relative: rtol))
             let report = try ModelVerifier.verify(model: model, bundlePath: reference, options: options,

@@ -129,6 +129,7 @@ final class ConformanceTests: XCTestCase {
             return "metadata[\"\(key)\"] is \(store.metadata[key] ?? "nil"), expected '\(value)'"
         }
         if let problem = try compare(store, with: expected, file: entry.path) { return problem }
+        if let problem = checkGlobals(store, entry) { return problem }
 
         // What `convert` does: write every record (views packed) and read the file back.
         let output = FileManager.default.temporaryDirectory
@@ -140,6 +141,25 @@ final class ConformanceTests: XCTestCase {
         guard converted.format == .safetensors else { return "converted file read as \(converted.format.rawValue)" }
         if let problem = try compare(converted, with: expected, file: "converted " + entry.path) { return problem }
         return nil
+    }
+
+    /// The unknown globals are listed exactly, and `strictGlobals` refuses the file by naming them.
+    static func checkGlobals(_ store: WeightStore, _ entry: ConformanceCase) -> String? {
+        guard let wanted = entry.unknownGlobals else { return nil }
+        guard store.unknownGlobals == wanted else { return "unknown globals \(store.unknownGlobals), expected \(wanted)" }
+        let path = ConformanceCorpus.path(entry.path)
+        do {
+            _ = try WeightsReader.open(path, options: ReadOptions(strictGlobals: true))
+            return wanted.isEmpty ? nil : "strictGlobals read a file with unknown globals \(wanted)"
+        } catch let error as WeightsError {
+            if wanted.isEmpty { return "strictGlobals refused a file whose globals are all allowlisted: \(error)" }
+            guard error.kind == .unsafe, wanted.allSatisfy(error.message.contains) else {
+                return "strictGlobals refused it without naming \(wanted): \(error)"
+            }
+            return nil
+        } catch {
+            return "strictGlobals threw \(error)"
+        }
     }
 
     /// Same names, dtypes, shapes and row-major bytes.
@@ -244,6 +264,8 @@ struct ConformanceCase: Decodable, Sendable {
     let prefix: String?
     let metadata: [String: String]?
     let tensors: [TensorSpec]?
+    /// Pickle globals the reader must list as unknown (and `strictGlobals` refuse); nil = not asserted.
+    let unknownGlobals: [String]?
     // invalid
     let errorKind: String?
     let messageContains: [String]?
@@ -254,6 +276,7 @@ struct ConformanceCase: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case name, kind, path, description, expected, format, prefix, metadata, tensors
         case errorKind = "error_kind"
+        case unknownGlobals = "unknown_globals"
         case messageContains = "message_contains"
         case messageContainsAny = "message_contains_any"
     }

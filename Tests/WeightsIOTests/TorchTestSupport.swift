@@ -164,12 +164,32 @@ struct ZipBuilder {
         var flags: UInt16 = 0x0800
         var localName: String?
         var crc: UInt32?
+        /// The bytes written for a compressed member (`data` is what they inflate to).
+        var compressed: [UInt8]?
     }
 
     var members: [Member] = []
 
     mutating func add(_ name: String, _ data: [UInt8], method: UInt16 = 0, flags: UInt16 = 0x0800, localName: String? = nil) {
         members.append(Member(name: name, data: data, method: method, flags: flags, localName: localName))
+    }
+
+    /// A DEFLATE member made of stored blocks (valid raw DEFLATE without a compressor).
+    mutating func addDeflated(_ name: String, _ data: [UInt8], stream: [UInt8]? = nil) {
+        members.append(Member(name: name, data: data, method: 8, compressed: stream ?? Self.storedDeflate(data)))
+    }
+
+    static func storedDeflate(_ data: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var start = 0
+        repeat {
+            let count = min(65_535, data.count - start)
+            let final: UInt8 = start + count == data.count ? 1 : 0
+            out += [final, UInt8(count & 0xFF), UInt8(count >> 8), UInt8(~count & 0xFF), UInt8((~count >> 8) & 0xFF)]
+            out += data[start ..< start + count]
+            start += count
+        } while start < data.count
+        return out
     }
 
     static func crc32(_ data: [UInt8]) -> UInt32 {
@@ -193,20 +213,22 @@ struct ZipBuilder {
             let crc = member.crc ?? Self.crc32(member.data)
             let localName = Array((member.localName ?? member.name).utf8)
             le32(0x0403_4b50, &out); le16(20, &out); le16(Int(member.flags), &out); le16(Int(member.method), &out)
-            le16(0, &out); le16(0, &out); le32(crc, &out); le32(UInt32(member.data.count), &out); le32(UInt32(member.data.count), &out)
-            le16(localName.count, &out); le16(0, &out); out += localName; out += member.data
+            let payload = member.compressed ?? member.data
+            le16(0, &out); le16(0, &out); le32(crc, &out); le32(UInt32(payload.count), &out); le32(UInt32(member.data.count), &out)
+            le16(localName.count, &out); le16(0, &out); out += localName; out += payload
 
             let name = Array(member.name.utf8)
             let localOffset = overrideOffsets[index] ?? offset
             let size32 = zip64 ? 0xFFFF_FFFF : UInt32(member.data.count)
+            let compressed32 = zip64 ? 0xFFFF_FFFF : UInt32(payload.count)
             le32(0x0201_4b50, &central); le16(20, &central); le16(45, &central); le16(Int(member.flags), &central)
             le16(Int(member.method), &central); le16(0, &central); le16(0, &central); le32(crc, &central)
-            le32(size32, &central); le32(size32, &central)
+            le32(compressed32, &central); le32(size32, &central)
             le16(name.count, &central); le16(zip64 ? 28 : 0, &central); le16(0, &central); le16(0, &central); le16(0, &central)
             le32(0, &central); le32(zip64 ? 0xFFFF_FFFF : UInt32(localOffset), &central); central += name
             if zip64 {
                 le16(0x0001, &central); le16(24, &central)
-                for value in [member.data.count, member.data.count, localOffset] { le64(value, &central) }
+                for value in [member.data.count, payload.count, localOffset] { le64(value, &central) }
             }
         }
         func le64(_ value: Int, _ into: inout [UInt8]) { for shift in stride(from: 0, to: 64, by: 8) { into.append(UInt8(value >> shift & 0xFF)) } }
