@@ -38,11 +38,13 @@ struct DiffCommand: ParsableCommand {
     @Flag(name: .customLong("exit-code"), help: "Exit with status 1 when A and B differ (as `git diff --exit-code`).")
     var exitCode = false
 
+    @OptionGroup var safety: WeightSafetyOptions
+
     func run() throws {
         var differs = false
         try reportingErrors {
-            let storeA = try WeightsReader.open(a)
-            let storeB = try WeightsReader.open(b)
+            let storeA = try WeightsReader.open(a, options: safety.readOptions)
+            let storeB = try WeightsReader.open(b, options: safety.readOptions)
             var options = WeightsDiff.Options()
             if let filter {
                 let pattern = filter
