@@ -116,6 +116,14 @@ final class TrainerPartsTests: XCTestCase {
         let started = Date()
         XCTAssertTrue(error(laughs).contains("more than 1000000 values"))
         XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        // Every configuration crasher the fuzzer found (tools/fuzz.sh config) is now an error.
+        let crashers = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("formats/fuzz/config")
+        let found = try FileManager.default.contentsOfDirectory(atPath: crashers.path)
+        XCTAssertFalse(found.isEmpty)
+        for name in found {
+            XCTAssertThrowsError(try FinetuneConfiguration.readFile(crashers.appendingPathComponent(name).path), name)
+        }
         // Quoted numbers stay text, plain ones are typed, nulls are NSNull.
         let path = folder.appendingPathComponent("types.yaml").path
         try "a: '1'\nb: 1\nc: 1.5\nd: true\ne: null\nf: [1, x]\n".write(toFile: path, atomically: true, encoding: .utf8)
