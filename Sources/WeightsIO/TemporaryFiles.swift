@@ -51,7 +51,10 @@ public final class TemporaryFiles: @unchecked Sendable {
             for (path, kind) in live {
                 switch kind {
                 case .file: unlink(path)
-                case .folder: try? FileManager.default.removeItem(atPath: path)
+                case .folder:
+                    // Renamed first, so a writer still running cannot add to it by path while it is removed.
+                    let doomed = path + ".removing"
+                    try? FileManager.default.removeItem(atPath: rename(path, doomed) == 0 ? doomed : path)
                 }
             }
             live = [:]

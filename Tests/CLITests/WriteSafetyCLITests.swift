@@ -146,6 +146,29 @@ final class WriteSafetyCLITests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: output), previous)
     }
 
+    /// SIGINT while `convert --layout diffusers` fills its `.NAME.partial-PID/` folder removes that
+    /// folder; the output is then absent (or complete, when the signal came too late to stop it).
+    func testSIGINTRemovesTheDiffusersPartialFolder() throws {
+        var interrupted = 0
+        for _ in 0..<5 where interrupted == 0 {
+            let folder = try temporaryFolder()
+            let output = folder.appendingPathComponent("pipeline")
+            let process = try start(["convert", "fixtures/sd/sd1_tiny.safetensors", output.path, "--layout", "diffusers",
+                                     "--config", "fixtures/sd/sd1_diffusers", "--quiet"])
+            while process.isRunning, try !entries(folder).contains(where: { $0.hasPrefix(".pipeline.partial-") }) { usleep(200) }
+            kill(process.processIdentifier, SIGINT)
+            process.waitUntilExit()
+            if process.terminationReason == .uncaughtSignal {
+                interrupted += 1
+                XCTAssertEqual(process.terminationStatus, SIGINT)
+            }
+            let left = try entries(folder)
+            XCTAssertTrue(left == [] || (left == ["pipeline"] && FileManager.default.fileExists(atPath: output.path + "/model_index.json")),
+                          "\(left)")
+        }
+        XCTAssertEqual(interrupted, 1, "one of five conversions is stopped while it writes")
+    }
+
     /// `convert … 2>&1 | head -1`: the progress line after the first meets a closed pipe (SIGPIPE).
     func testSIGPIPERemovesTheTempFile() throws {
         let folder = try temporaryFolder()
