@@ -169,6 +169,37 @@ final class WriteSafetyCLITests: XCTestCase {
         XCTAssertEqual(interrupted, 1, "one of five conversions is stopped while it writes")
     }
 
+    /// An empty output folder that gains a file while `convert --layout diffusers` runs is not taken
+    /// over (rename(2) refuses a folder holding anything): the file stays and the conversion fails.
+    func testADiffusersOutputFolderThatGainsAFileMeanwhileIsLeftAlone() throws {
+        var refused = 0
+        for _ in 0..<5 where refused == 0 {
+            let folder = try temporaryFolder()
+            let output = folder.appendingPathComponent("pipeline")
+            try FileManager.default.createDirectory(at: output, withIntermediateDirectories: false)
+            let process = Process()
+            process.executableURL = binary
+            process.arguments = ["convert", "fixtures/sd/sd1_tiny.safetensors", output.path, "--layout", "diffusers",
+                                 "--config", "fixtures/sd/sd1_diffusers", "--quiet"]
+            process.currentDirectoryURL = CLITests.root
+            let errors = Pipe()
+            process.standardError = errors
+            try process.run()
+            while process.isRunning, try !entries(folder).contains(where: { $0.hasPrefix(".pipeline.partial-") }) { usleep(200) }
+            try Data("mine".utf8).write(to: output.appendingPathComponent("notes.txt"))
+            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            XCTAssertEqual(try String(contentsOf: output.appendingPathComponent("notes.txt"), encoding: .utf8), "mine", "the user's file is kept")
+            if process.terminationStatus != 0 {
+                refused += 1
+                XCTAssertTrue(message.contains("pipeline"), message)
+                XCTAssertEqual(try entries(output), ["notes.txt"])
+                XCTAssertEqual(try entries(folder), ["pipeline"], "no partial folder left")
+            }
+        }
+        XCTAssertEqual(refused, 1, "one of five conversions finds its folder no longer empty")
+    }
+
     /// `convert … 2>&1 | head -1`: the progress line after the first meets a closed pipe (SIGPIPE).
     func testSIGPIPERemovesTheTempFile() throws {
         let folder = try temporaryFolder()
