@@ -66,9 +66,15 @@ public enum SafetensorsWriter {
     /// existing file at `path` is left untouched.
     public static func write(_ tensors: [Tensor], metadata: [String: String]? = nil, to path: String,
                              durability: WriteDurability = .atomic, progress: Progress? = nil) throws {
+        try write(tensors, metadata: metadata, to: path, options: WriteOptions(durability: durability), progress: progress)
+    }
+
+    /// `write` with every write option (what may be replaced, inputs to protect, temp file booking).
+    public static func write(_ tensors: [Tensor], metadata: [String: String]? = nil, to path: String,
+                             options: WriteOptions, progress: Progress? = nil) throws {
         let plan = try Plan(tensors: tensors, metadata: metadata, file: path)
         let total = Int64(plan.header.count) + Int64(plan.dataLength)
-        try AtomicFile.write(to: path, expectedSize: total, durability: durability) { writer in
+        try AtomicFile.write(to: path, expectedSize: total, options: options) { writer in
             try writer.write(plan.header)
             progress?(writer.bytesWritten, total)
             for tensor in plan.ordered {

@@ -70,7 +70,8 @@ struct EmbedCommand: ParsableCommand {
             let (name, embeddings) = try withNoGrad { try embed(loaded) }
             if let output {
                 try SafetensorsWriter.write([SafetensorsWriter.Tensor(name: name, shape: embeddings.shape, floats: embeddings.scalars)],
-                                            metadata: ["model": model], to: output)
+                                            metadata: ["model": model], to: output,
+                                            options: WriteOptions(protected: ProtectedFiles(paths: [model] + images + [config].compactMap { $0 })))
                 printError("wrote \(output): \(name) \(embeddings.shape)")
                 return
             }

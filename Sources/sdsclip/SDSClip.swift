@@ -34,5 +34,5 @@ func reportingErrors(_ body: () throws -> Void) throws {
 }
 
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    StandardError.write(message + "\n")
 }
