@@ -90,6 +90,8 @@ public enum InputFile {
 /// behind it) and counts the fault; the read resumes, and readers and writers compare the count
 /// before they return or commit, then fail with an error naming the file, leaving nothing behind.
 /// Any other SIGBUS goes to the action installed before (by default, the process ends as before).
+/// The handler is process-wide: a truncated mapping made by other code reads as zeros too, and the
+/// count it bumps only makes a concurrent WeightsIO read fail (never succeed wrongly).
 public enum TruncationGuard {
     /// Faults handled so far in this process. Compare a value taken before a read with one after it.
     public static var faultCount: Int {
@@ -136,7 +138,9 @@ nonisolated(unsafe) private let previousBusAction: UnsafeMutablePointer<sigactio
     return action
 }()
 private let busHandlerInstalled: Bool = {
-    _ = truncationFaults.load(ordering: .relaxed)  // initialise what the handler reads before it can run
+    // Initialise everything the handler reads before it can run (lazy globals must not start there).
+    _ = truncationFaults.load(ordering: .relaxed)
+    _ = MappedFile.pageSize
     var action = sigaction()
     action.__sigaction_handler.sa_sigaction = { signal, info, context in handleBusFault(signal, info, context) }
     action.sa_flags = SA_SIGINFO | SA_ONSTACK
