@@ -48,6 +48,11 @@ final class HardeningTests: XCTestCase {
             XCTAssertEqual(try StridedGather.packedBytes(of: record), [])
         }
         XCTAssertEqual(TensorRecord.rowMajorStrides([0, 1 << 32, 1 << 32]), [Int.max, 1 << 32, 1])
+        // torch does not check an empty view's storage offset; nothing may multiply it.
+        let farOffset = TensorRecord(name: "t", dtype: .f32, shape: [0, 4], strides: [4, 1], storageOffset: 1 << 62,
+                                     storage: ByteSlice(owner: empty, range: 0..<0))
+        XCTAssertEqual(try DTypeConversion.floats(of: farOffset), [])
+        XCTAssertEqual(try StridedGather.packedBytes(of: farOffset), [])
         XCTAssertNil(TensorShape.elementCount([1 << 32, 1 << 32, 1 << 32]), "non-empty overflowing shapes stay refused")
 
         // `convert` writes them and reads its own output back.
