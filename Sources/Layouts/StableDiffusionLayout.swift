@@ -122,7 +122,12 @@ public enum StableDiffusionLayout {
             guard let name = DottedName.strip(prefix + "decoder.up.", from: tensor.name) else { return nil }
             return DottedName.leadingIndex(Substring(name))?.0
         }
-        let upBlocks = (upIndices.max() ?? -1) + 1
+        // Indices come from the file: `decoder.up.9223372036854775807` must not overflow the count.
+        let (upBlocks, overflow) = (upIndices.max() ?? -1).addingReportingOverflow(1)
+        guard !overflow else {
+            plan.unknown = tensors.map(\.name)
+            return plan
+        }
         for tensor in tensors {
             guard let name = DottedName.strip(prefix, from: tensor.name),
                   let mapped = vaeName(name, upBlocks: upBlocks) else {
