@@ -54,7 +54,7 @@ struct InspectCommand: ParsableCommand {
             lines.append("\(name)  \(dtype) \(shape) \(Formatting.bytes(record.byteCount))")
         }
         var byDType: [DType: Int] = [:]
-        for record in store.records.values { byDType[record.dtype, default: 0] += record.elementCount }
+        for record in store.records.values { byDType[record.dtype] = TensorShape.saturatingSum(byDType[record.dtype] ?? 0, record.elementCount) }
         lines.append("")
         lines.append("tensors:  \(Formatting.count(store.count))")
         lines.append("elements: \(Formatting.count(store.totalElements)) ("

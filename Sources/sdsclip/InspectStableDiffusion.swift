@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import WeightsIO
 
 extension InspectCommand {
     /// The SD components the path holds, with tensor and parameter totals in diffusers terms
@@ -12,9 +13,10 @@ extension InspectCommand {
         for summary in summaries {
             let name = summary.component.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0)
             let dropped = summary.dropped > 0 ? " (\(summary.dropped) left out)" : ""
-            lines.append("  \(name) \(Formatting.count(summary.tensors)) tensors, \(Formatting.count(summary.parameters)) parameters\(dropped)")
+            let unmapped = summary.unmapped > 0 ? ", \(summary.unmapped) tensors in no known layout" : ""
+            lines.append("  \(name) \(Formatting.count(summary.tensors)) tensors, \(Formatting.count(summary.parameters)) parameters\(dropped)\(unmapped)")
         }
-        let total = summaries.reduce(0) { $0 + $1.parameters }
+        let total = summaries.reduce(0) { TensorShape.saturatingSum($0, $1.parameters) }
         lines.append("  total         \(Formatting.count(total)) parameters")
         return lines.joined(separator: "\n")
     }

@@ -1,4 +1,5 @@
 import Foundation
+import WeightsIO
 import Models
 
 /// Reads a CLIP configuration from the two file formats people have: transformers' `config.json`
@@ -24,8 +25,8 @@ public enum CLIPConfigurationFile {
 
     static func jsonObject(_ path: String) throws -> [String: Any] {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw CheckpointError(file: path, "cannot read the configuration: \(error.localizedDescription)")
+        do { data = Data(try InputFile.readAll(path)) } catch {
+            throw CheckpointError(file: path, "cannot read the configuration: \((error as? WeightsError)?.message ?? "\(error)")")
         }
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw CheckpointError(file: path, "the configuration is not a JSON object")

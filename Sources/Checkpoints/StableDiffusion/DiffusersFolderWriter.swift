@@ -151,8 +151,8 @@ public enum DiffusersFolderWriter {
     }
 
     static func readBytes(_ path: String) throws -> [UInt8] {
-        do { return Array(try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-            throw CheckpointError(file: path, "cannot read: \(error.localizedDescription)")
+        do { return try InputFile.readAll(path) } catch {
+            throw CheckpointError(file: path, "cannot read: \((error as? WeightsError)?.message ?? "\(error)")")
         }
     }
 
