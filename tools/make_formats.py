@@ -1207,7 +1207,10 @@ def crash_and_blowup_cases():
                     "safetensors reads the header, torch builds the first) beside one real tensor",
         expected=rel(exp_path), format="safetensors",
         tensors=[OrderedDict(name=k, dtype=v["dtype"], shape=v["shape"]) for k, v in header.items() if k != "__metadata__"],
-        metadata={"format": "pt"}))
+        metadata={"format": "pt"},
+        # torch cannot build [0, 3, 1, 2^62] ("Stride calculation overflowed"): interop compares the
+        # output's header and the tensors torch can build.
+        torch_builds_all=False))
 
     # Model reports (`inspect`) on degenerate shapes: the files are valid weights; the CLI test
     # checks that inspect explains instead of trapping.
@@ -1342,7 +1345,9 @@ tables are written by the generator too.
   value; `null` = not asserted), `prefix` (the torch archive prefix, expected in
   `WeightStore.metadata["prefix"]`), `metadata` (safetensors `__metadata__`, each pair must be
   present), `tensors` (name, dtype, shape) and, for torch files, `unknown_globals` (the pickle globals
-  the reader must list as unknown and `--strict` refuse; `[]` = all allowlisted). Invalid: `error_kind` (a `WeightsError.Kind`) and
+  the reader must list as unknown and `--strict` refuse; `[]` = all allowlisted); `torch_builds_all: false`
+  marks a file torch cannot fully load (a shape whose stride product overflows), which interop checks by
+  header and by the tensors torch can build. Invalid: `error_kind` (a `WeightsError.Kind`) and
   `message_contains` (all must occur, case-insensitively, in the error's description
   `file: location: message`) or `message_contains_any` (one must occur, where a reader may
   legitimately stop at either of two places). Safetensors attacks also record what Python
