@@ -42,6 +42,9 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("save-outputs"), help: "Write the computed outputs (outputs.* names) to this safetensors file.")
     var saveOutputs: String?
 
+    @Flag(help: "Print one JSON object (schema docs/schemas/verify.schema.json) instead of the report; the exit status is the same.")
+    var json = false
+
     @OptionGroup var safety: WeightSafetyOptions
 
     func run() throws {
@@ -52,28 +55,99 @@ struct VerifyCommand: ParsableCommand {
                                                 tolerance: Tolerance(absolute: atol, relative: rtol))
             let report = try ModelVerifier.verify(model: model, bundlePath: reference, options: options,
                                                   runners: ModelVerifier.standardRunners.merging(SDSStepRunner.runners) { $1 })
-            print("component: \(report.component)")
-            for note in report.notes { print("note:      \(note)") }
-            for c in report.comparisons {
-                let status = c.passed ? "ok  " : "FAIL"
-                let line = String(format: "%@ %-20@ %-18@", status, c.name as NSString, "\(c.shape)" as NSString)
-                if let problem = c.problem {
-                    print(line + " " + problem)
-                } else {
-                    print(line + String(format: " max-abs %.3e  relative %.3e", c.maxAbsoluteError, c.relativeError))
-                }
+            if json {
+                print(try VerifyReport.json(report, model: model, reference: reference, teacher: teacher,
+                                            tolerance: options.tolerance))
+            } else {
+                print(VerifyReport.text(report))
             }
             if let saveOutputs {
-                let tensors = report.computed.keys.sorted().map { name in
-                    SafetensorsWriter.Tensor(name: "outputs.\(name)", shape: report.computed[name]!.shape,
-                                             floats: report.computed[name]!.scalars)
+                let tensors = report.computed.sorted { $0.key < $1.key }.map { name, tensor in
+                    SafetensorsWriter.Tensor(name: "outputs.\(name)", shape: tensor.shape, floats: tensor.scalars)
                 }
                 try SafetensorsWriter.write(tensors, metadata: ["component": report.component], to: saveOutputs,
                                             options: WriteOptions(protected: ProtectedFiles(paths: [model, reference])))
             }
             passed = report.passed
-            print(passed ? "verify: passed" : "verify: FAILED (tolerance atol \(atol), rtol \(rtol))")
+            if !json { print(passed ? "verify: passed" : "verify: FAILED (tolerance atol \(atol), rtol \(rtol))") }
         }
         if !passed { throw ExitCode(2) }
+    }
+}
+
+/// The text and JSON forms of a verify report.
+enum VerifyReport {
+    static func text(_ report: ModelVerifier.Report) -> String {
+        var lines = ["component: \(report.component)"]
+        for note in report.notes { lines.append("note:      \(note)") }
+        for c in report.comparisons {
+            let status = c.passed ? "ok  " : "FAIL"
+            let line = String(format: "%@ %-20@ %-18@", status, c.name as NSString, "\(c.shape)" as NSString)
+            if let problem = c.problem {
+                lines.append(line + " " + problem)
+            } else {
+                lines.append(line + String(format: " max-abs %.3e  relative %.3e", c.maxAbsoluteError, c.relativeError))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func json(_ report: ModelVerifier.Report, model: String, reference: String, teacher: String?,
+                     tolerance: Tolerance) throws -> String {
+        struct Output: Encodable {
+            let name: String
+            let shape: [Int]
+            let passed: Bool
+            let maxAbs: Double?
+            let relative: Double?
+            let problem: String?
+            enum CodingKeys: String, CodingKey { case name, shape, passed, maxAbs, relative, problem }
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(name, forKey: .name)
+                try c.encode(shape, forKey: .shape)
+                try c.encode(passed, forKey: .passed)
+                try c.encode(maxAbs, forKey: .maxAbs)
+                try c.encode(relative, forKey: .relative)
+                try c.encode(problem, forKey: .problem)
+            }
+        }
+        struct Limits: Encodable { let absolute: Double; let relative: Double }
+        struct Report: Encodable {
+            let schema: String
+            let model: String, reference: String, teacher: String?
+            let component: String
+            let tolerance: Limits
+            let notes: [String]
+            let outputs: [Output]
+            let passed: Bool
+            enum CodingKeys: String, CodingKey { case schema, model, reference, teacher, component, tolerance, notes, outputs, passed }
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(schema, forKey: .schema)
+                try c.encode(model, forKey: .model)
+                try c.encode(reference, forKey: .reference)
+                try c.encode(teacher, forKey: .teacher)
+                try c.encode(component, forKey: .component)
+                try c.encode(tolerance, forKey: .tolerance)
+                try c.encode(notes, forKey: .notes)
+                try c.encode(outputs, forKey: .outputs)
+                try c.encode(passed, forKey: .passed)
+            }
+        }
+        // An output that could not be compared (shapes differ, a value is not finite) has null errors and a problem.
+        let outputs = report.comparisons.map { c in
+            Output(name: c.name, shape: c.shape, passed: c.passed,
+                   maxAbs: c.problem == nil ? Double(c.maxAbsoluteError) : nil,
+                   relative: c.problem == nil ? Double(c.relativeError) : nil, problem: c.problem)
+        }
+        let value = Report(schema: "sdsclip.verify/1", model: DiffReport.absolute(model), reference: DiffReport.absolute(reference),
+                           teacher: teacher.map(DiffReport.absolute), component: report.component,
+                           tolerance: Limits(absolute: Double(tolerance.absolute), relative: Double(tolerance.relative)),
+                           notes: report.notes, outputs: outputs, passed: report.passed)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 }

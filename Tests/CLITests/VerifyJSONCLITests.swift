@@ -1,0 +1,28 @@
+import Foundation
+import XCTest
+
+/// `sdsclip verify --json`: schema-valid on passing and failing bundles, same exit statuses as the text report.
+final class VerifyJSONCLITests: XCTestCase {
+    func testVerifyJSONMatchesItsSchemaAndKeepsTheExitStatus() throws {
+        let schema = try JSONSchemaValidator(schemaFile: CLITests.root.appendingPathComponent("docs/schemas/verify.schema.json").path)
+        let cases: [(model: String, bundle: String, status: Int32)] = [
+            ("fixtures/clip/openclip_gelu", "fixtures/clip/openclip_gelu.reference.safetensors", 0),
+            ("fixtures/clip/openclip_quickgelu", "fixtures/clip/openclip_gelu.reference.safetensors", 2),
+        ]
+        for (model, bundle, status) in cases {
+            let run = try CLITests.sdsclip(["verify", model, bundle, "--json"])
+            XCTAssertEqual(run.status, status, run.stderr)
+            let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8))
+            XCTAssertEqual(schema.violations(of: object), [], model)
+            let report = try XCTUnwrap(object as? [String: Any])
+            XCTAssertEqual(report["passed"] as? Bool, status == 0)
+            XCTAssertEqual(report["component"] as? String, "clip")
+            XCTAssertEqual(report["reference"] as? String, CLITests.root.appendingPathComponent(bundle).standardizedFileURL.path)
+            XCTAssertTrue(report["teacher"].map { $0 is NSNull } ?? false)
+            let outputs = try XCTUnwrap(report["outputs"] as? [[String: Any]])
+            XCTAssertFalse(outputs.isEmpty)
+            XCTAssertEqual(outputs.allSatisfy { $0["passed"] as? Bool == true }, status == 0)
+            XCTAssertFalse(run.stdout.contains("verify: passed"), "the JSON is the whole of stdout")
+        }
+    }
+}
