@@ -66,6 +66,9 @@ struct ConvertCommand: ParsableCommand {
         if layout == nil, predictionType != nil || ema || config != nil {
             throw ValidationError("--config, --ema and --prediction-type apply to --layout diffusers only")
         }
+        if layout != nil, fsync {
+            throw ValidationError("--fsync applies to a safetensors OUTPUT; --layout diffusers writes a folder of files atomically, without fsync")
+        }
         if layout != nil, overwrite {
             throw ValidationError("--overwrite applies to a safetensors OUTPUT; --layout diffusers writes only a new or empty folder")
         }

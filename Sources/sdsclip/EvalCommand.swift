@@ -57,17 +57,17 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("teacher-prediction"), help: "What the teacher's UNet predicts, epsilon or v_prediction (default: its scheduler_config.json, else epsilon).")
     var teacherPrediction: String?
 
-    @Option(name: .customLong("teacher-timesteps"), help: "K: timesteps per caption-image pair.")
-    var teacherTimesteps = DiffusionScoring.defaultTimesteps
+    @Option(name: .customLong("teacher-timesteps"), help: "K: timesteps per caption-image pair (default: \(DiffusionScoring.defaultTimesteps)).")
+    var teacherTimesteps: Int?
 
-    @Option(name: .customLong("teacher-seed"), help: "Seed of the teacher's noise ε_k.")
-    var teacherSeed: UInt64 = 0
+    @Option(name: .customLong("teacher-seed"), help: "Seed of the teacher's noise ε_k (default: 0).")
+    var teacherSeed: UInt64?
 
     @Option(name: .customLong("teacher-resolution"), help: "Image side for the teacher (default: its UNet sample_size × the VAE's downsampling, 512 for SD1.5).")
     var teacherResolution: Int?
 
-    @Option(name: .customLong("teacher-batch-size"), help: "Caption × image × timestep rows per UNet pass.")
-    var teacherBatchSize = 4
+    @Option(name: .customLong("teacher-batch-size"), help: "Caption × image × timestep rows per UNet pass (default: 4).")
+    var teacherBatchSize: Int?
 
     @Option(help: ArgumentHelp("Write every score, interval, count and skipped item to this JSON file.", valueName: "FILE"))
     var json: String?
@@ -76,8 +76,8 @@ struct EvalCommand: ParsableCommand {
                                + "retrieval: the JSON's folder, holding filepath/filename).", valueName: "DIR"))
     var images: String?
 
-    @Option(help: ArgumentHelp("The Karpathy split retrieval scores: test, val, restval or train.", valueName: "SPLIT"))
-    var split = KarpathyReader.defaultSplit
+    @Option(help: ArgumentHelp("The Karpathy split retrieval scores: test, val, restval or train (default: \(KarpathyReader.defaultSplit)).", valueName: "SPLIT"))
+    var split: String?
 
     @Option(help: ArgumentHelp("Zero-shot class names: a .txt (one a line, in sorted folder order) or .json ({\"FOLDER\": \"name\"}) file "
                                + "(default: classnames.txt/.json in the folder, else the folder names).", valueName: "FILE"))
@@ -119,27 +119,50 @@ struct EvalCommand: ParsableCommand {
         guard teacher == nil || compare == nil else {
             throw ValidationError("--teacher and --compare each add the second model: give one of them")
         }
-        guard teacherBatchSize > 0 else { throw ValidationError("--teacher-batch-size must be positive") }
-        guard teacherTimesteps > 0 else { throw ValidationError("--teacher-timesteps must be positive") }
+        if teacher == nil {
+            // No silent flags: settings of the teacher's classifier mean nothing without it.
+            let given = [("--teacher-config", teacherConfig != nil), ("--teacher-prediction", teacherPrediction != nil),
+                         ("--teacher-timesteps", teacherTimesteps != nil), ("--teacher-seed", teacherSeed != nil),
+                         ("--teacher-resolution", teacherResolution != nil), ("--teacher-batch-size", teacherBatchSize != nil)]
+                .filter(\.1).map(\.0)
+            if !given.isEmpty { throw ValidationError("\(given.joined(separator: ", ")) apply only with --teacher SD_MODEL") }
+        }
+        if compare == nil, compareConfig != nil { throw ValidationError("--compare-config applies only with --compare OTHER") }
+        if let teacherBatchSize, teacherBatchSize <= 0 { throw ValidationError("--teacher-batch-size must be positive") }
+        if let teacherTimesteps, teacherTimesteps <= 0 { throw ValidationError("--teacher-timesteps must be positive") }
         if let teacherResolution, teacherResolution <= 0 { throw ValidationError("--teacher-resolution must be positive") }
         guard (1...100_000).contains(resamples) else { throw ValidationError("--resamples must be 1 to 100000") }
-        guard KarpathyReader.splits.contains(split) else {
+        if let split, !KarpathyReader.splits.contains(split) {
             throw ValidationError("--split must be one of \(KarpathyReader.splits.joined(separator: ", ")), got \(split)")
         }
+    }
+
+    /// Benchmark options that only some kinds read must meet one of them.
+    static func unusedOptions(_ loaded: [Benchmark], split: String?, classnames: String?, templates: String?) -> String? {
+        let kinds = Set(loaded.map(\.kind))
+        var unused: [String] = []
+        if split != nil, !kinds.contains(.retrieval) { unused.append("--split applies to retrieval benchmarks") }
+        if classnames != nil, !kinds.contains(.zeroShot) { unused.append("--classnames applies to zeroshot benchmarks") }
+        if templates != nil, !kinds.contains(.zeroShot) { unused.append("--templates applies to zeroshot benchmarks") }
+        return unused.isEmpty ? nil : unused.joined(separator: "; ") + ", and none was given"
     }
 
     func run() throws {
         try reportingErrors {
             let (clipPath, benchmarkArguments) = resolved
             try safety.admit([clipPath, compare, teacher])
-            let options = BenchmarkOptions(images: images, split: split, classNames: classnames, templates: templates)
+            let options = BenchmarkOptions(images: images, split: split ?? KarpathyReader.defaultSplit, classNames: classnames, templates: templates)
             let loaded = try BenchmarkLoader.open(benchmarkArguments.map(BenchmarkSpec.init(argument:)), options: options)
+            if let unused = Self.unusedOptions(loaded, split: split, classnames: classnames, templates: templates) {
+                throw ValidationError(unused)
+            }
             let inputs = Evaluator.inputs(loaded)
             // The teacher is loaded first, so that a teacher that cannot work fails before any CLIP work.
             let scorer = try teacher.map { path in
                 try DiffusionScorer(teacher: EvalTeacher.load(path, configuration: teacherConfig, prediction: teacherPrediction),
-                                    settings: DiffusionScoring(timesteps: teacherTimesteps, seed: teacherSeed, resolution: teacherResolution,
-                                                               batchSize: teacherBatchSize))
+                                    settings: DiffusionScoring(timesteps: teacherTimesteps ?? DiffusionScoring.defaultTimesteps,
+                                                               seed: teacherSeed ?? 0, resolution: teacherResolution,
+                                                               batchSize: teacherBatchSize ?? 4))
             }
             var runs: [ModelRun] = []
             let clips = (clipPath.map { [($0, config)] } ?? []) + (compare.map { [($0, compareConfig)] } ?? [])
