@@ -15,7 +15,7 @@ final class CLITests: XCTestCase {
     /// Runs the built `sdsclip` (same products folder as this test bundle).
     func sdsclip(_ arguments: [String]) throws -> Run { try Self.sdsclip(arguments) }
 
-    static func sdsclip(_ arguments: [String]) throws -> Run {
+    static func sdsclip(_ arguments: [String], in directory: URL = root) throws -> Run {
         let binary = Bundle.main.bundleURL.appendingPathComponent("sdsclip")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw XCTSkip("sdsclip is not built next to the tests at \(binary.path)")
@@ -23,7 +23,7 @@ final class CLITests: XCTestCase {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
-        process.currentDirectoryURL = Self.root
+        process.currentDirectoryURL = directory
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
