@@ -46,8 +46,9 @@ struct TokenizeCommand: ParsableCommand {
 
     /// The lines of `data`, as Python's `str.splitlines` would give them for \n and \r\n endings.
     static func lines(_ data: Data) -> [String] {
-        var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map { line in
-            line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
+        // Split on the byte, not on Character: Swift reads "\r\n" as one Character.
+        var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { line in
+            String(decoding: line.last == UInt8(ascii: "\r") ? line.dropLast() : line, as: UTF8.self)
         }
         if lines.last == "" { lines.removeLast() }
         return lines
