@@ -1181,6 +1181,146 @@ def sharded_invalid_cases():
          "the index has no weight_map", raw_index=json.dumps({"metadata": {"total_size": 16}}))
 
 
+# ---------------------------------------------------------------------------------------------
+# Part A of issue 11: inputs that used to crash the tool or blow up its time and memory.
+
+def crash_and_blowup_cases():
+    # Zero-element tensors whose other dimensions overflow any stride product: safetensors and
+    # torch load them (as empty tensors), so we must too. The expected file is the input itself
+    # (no data bytes; torch cannot re-save shapes whose strides overflow).
+    header = OrderedDict()
+    header["__metadata__"] = {"format": "pt"}
+    header["empty_wide"] = {"dtype": "F32", "shape": [0, 2**32, 2**32], "data_offsets": [0, 0]}
+    header["empty_deep"] = {"dtype": "F16", "shape": [0, 3, 1, 2**62], "data_offsets": [0, 0]}
+    header["one"] = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
+    blob = st_bytes(header, np.array([2.5], np.float32).tobytes())
+    path = os.path.join(VALID, "st_zero_elements_huge_dims.safetensors")
+    write_bytes(path, blob)
+    exp_path = os.path.join(EXPECTED, "st_zero_elements_huge_dims.safetensors")
+    write_bytes(exp_path, blob)
+    with safetensors.safe_open(path, "pt") as f:  # the reference reads the header and the data
+        assert list(f.keys()) == sorted(k for k in header if k != "__metadata__")
+        assert f.get_tensor("one").tolist() == [2.5]
+    CASES.append(OrderedDict(
+        name="st_zero_elements_huge_dims", kind="valid", path=rel(path),
+        description="zero-element tensors [0, 2^32, 2^32] and [0, 3, 1, 2^62] (their stride products overflow; "
+                    "safetensors reads the header, torch builds the first) beside one real tensor",
+        expected=rel(exp_path), format="safetensors",
+        tensors=[OrderedDict(name=k, dtype=v["dtype"], shape=v["shape"]) for k, v in header.items() if k != "__metadata__"],
+        metadata={"format": "pt"}))
+
+    # Model reports (`inspect`) on degenerate shapes: the files are valid weights; the CLI test
+    # checks that inspect explains instead of trapping.
+    def model_case(name, tensors, description):
+        path = os.path.join(VALID, name + ".safetensors")
+        save_file(tensors, path, metadata={"format": "pt"})
+        add_valid(name, path, OrderedDict(load_file(path)), "safetensors", description, metadata={"format": "pt"})
+
+    unet = "model.diffusion_model."
+    model_case("st_sd_downsampler_at_block0", {
+        unet + "input_blocks.0.0.op.weight": torch.zeros(2), unet + "input_blocks.1.0.in_layers.0.weight": torch.zeros(2),
+        unet + "output_blocks.0.0.in_layers.0.weight": torch.zeros(2)},
+        "an LDM UNet whose first downsampler is input_blocks.0 (layers per block would be -1); inspect reports it")
+    model_case("st_sd_block_index_int_min", {
+        unet + "input_blocks.-9223372036854775808.0.op.weight": torch.zeros(2),
+        unet + "input_blocks.1.0.in_layers.0.weight": torch.zeros(2)},
+        "an LDM UNet block numbered -2^63; inspect reports it")
+    model_case("st_clip_empty_position_embedding", {
+        "vision_model.embeddings.patch_embedding.weight": torch.zeros(4, 3, 2, 2),
+        "vision_model.embeddings.position_embedding.weight": torch.zeros(0, 4),
+        "vision_model.encoder.layers.0.mlp.fc1.weight": torch.zeros(8, 4),
+        "text_projection.weight": torch.zeros(4, 4),
+        "text_model.embeddings.token_embedding.weight": torch.zeros(10, 4),
+        "text_model.embeddings.position_embedding.weight": torch.zeros(5, 4),
+        "text_model.encoder.layers.0.mlp.fc1.weight": torch.zeros(8, 4)},
+        "a CLIP whose vision position embedding has 0 rows; inspect reports it")
+
+    # "Billion laughs" on names: sub-dicts shared through the memo are walked once per reference.
+    def bad(name, kind, contains, description, blob):
+        path = os.path.join(INVALID, name + ".pt")
+        write_bytes(path, blob)
+        add_invalid(name, path, kind, contains, description)
+
+    tensor = dict(storage="FloatStorage", key="0", numel=12, offset=0, shape=(3, 4), stride=(4, 1))
+
+    def laughs(levels, keys, leaf_keys, key_bytes=None):
+        """A leaf dict of `leaf_keys` → one shared tensor, then `levels` dicts, each mapping every
+        key in `keys` to the dict below (memo GETs, so each level costs a few bytes)."""
+        p = Pickle(2)
+        slots = iter(range(1 << 30))
+        put = lambda: p.op(b"r" + struct.pack("<I", next_slot.append(next(slots)) or next_slot[-1]))
+        next_slot = []
+        get = lambda slot: p.op(b"j" + struct.pack("<I", slot))
+        key_slots = []
+        for k in (keys if key_bytes else []):  # long keys: pickled once, fetched from the memo
+            p.str(k * key_bytes)
+            put()
+            key_slots.append(next_slot[-1])
+            p.op(b"0")
+        p.op(b"}")
+        put()
+        below = next_slot[-1]
+        p.mark().str(leaf_keys[0])
+        emit_tensor(p, tensor)
+        put()
+        shared_tensor = next_slot[-1]
+        for k in leaf_keys[1:]:
+            p.str(k)
+            get(shared_tensor)
+        p.op(b"u0")
+        for _ in range(levels):
+            p.op(b"}")
+            put()
+            level = next_slot[-1]
+            p.mark()
+            for i, k in enumerate(keys):
+                if key_bytes:
+                    get(key_slots[i])
+                else:
+                    p.str(k)
+                get(below)
+            p.op(b"u0")
+            below = level
+        get(below)
+        return torch_zip(archive(p.stop().bytes(), records={"0": BASE_A.tobytes()}))
+
+    bad("pkl_shared_dicts_deep", "limit", ["names exceed", "shared"],
+        "40 levels of dicts each holding the one below twice: 2^40 names from 2 KB", laughs(40, ["a", "b"], ["w"]))
+
+    # Shared dicts of int-keyed entries: nothing is named, but every reference is walked again.
+    p = Pickle(2)
+    p.op(b"}r" + struct.pack("<I", 0)).mark()
+    for i in range(1000):
+        p.op(b"M" + struct.pack("<H", i) + b"N")
+    p.op(b"u0")
+    for level in (1, 2):
+        p.op(b"}r" + struct.pack("<I", level)).mark()
+        for i in range(100):
+            p.str(f"d{i}").op(b"j" + struct.pack("<I", level - 1))
+        p.op(b"u0")
+    p.op(b"j" + struct.pack("<I", 2)).stop()
+    bad("pkl_shared_dicts_visits", "limit", ["visited", "shared"],
+        "100 × 100 references to one dict of 1000 int-keyed entries: 10 M entries to walk from 6 KB, none named",
+        torch_zip(archive(p.bytes(), records={})))
+    bad("pkl_shared_dicts_long_keys", "limit", ["names exceed", "shared"],
+        "14 levels of {K1: below, K2: below} with 30 KB keys: 16 Ki names of 420 KB each",
+        laughs(14, ["k", "q"], ["w"], key_bytes=30_000))
+    bad("pkl_shared_dicts_wide", "limit", ["tensor names", "shared"],
+        "a dict of 1000 references to one tensor, referenced 300 times: 300 K names from 16 KB",
+        laughs(1, [f"r{i}" for i in range(300)], [f"t{i}" for i in range(1000)]))
+
+    # TorchScript sources inflated from a few KB of DEFLATE each (torch stores them uncompressed).
+    code = b"\n" * (16 << 20)
+    packed = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = packed.compress(code) + packed.flush()
+    entries = archive(state_pickle(BASE_TENSORS)) + [Entry("archive/constants.pkl", b"\x80\x02).")]
+    for i in range(16):
+        entries.append(Entry(f"archive/code/__torch__/bomb{i}.py", code, method=8, compressed=deflated))
+    bad("ts_code_inflation", "limit", ["TorchScript sources", "bomb0"],
+        "16 code/ members of 16 MiB of newlines, each a 16 KB DEFLATE stream (256 MiB of text from 260 KB)",
+        torch_zip(entries))
+
+
 README_INTRO = """# formats/: the file-format conformance corpus
 
 Generated by `tools/make_formats.py` (run it with the reference venv:
@@ -1267,6 +1407,7 @@ def main():
     pickle_allowlist_cases()
     torch_unsupported_cases()
     sharded_invalid_cases()
+    crash_and_blowup_cases()
 
     names = [c["name"] for c in CASES]
     assert len(names) == len(set(names)), "case names must be unique"

@@ -28,7 +28,16 @@ public struct ExportedFile {
     func write(into folder: String) throws {
         let destination = (folder as NSString).appendingPathComponent(path)
         let manager = FileManager.default
-        try manager.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        // Only the folders below `folder`: were `folder` (a staging folder) removed by a signal's cleanup,
+        // this fails instead of making it again.
+        var inner = folder
+        for component in (path as NSString).deletingLastPathComponent.split(separator: "/") {
+            inner = (inner as NSString).appendingPathComponent(String(component))
+            var isFolder: ObjCBool = false
+            if !manager.fileExists(atPath: inner, isDirectory: &isFolder) {
+                try manager.createDirectory(atPath: inner, withIntermediateDirectories: false)
+            }
+        }
         switch content {
         case .bytes(let bytes):
             try AtomicFile.write(bytes, to: destination)

@@ -107,8 +107,10 @@ enum DottedName {
     }
 
     /// Splits `head.rest` after a leading integer component: `"3.attn.x"` → (3, "attn.x").
+    /// A block index is ASCII digits only (no sign: `-9223372036854775808` is not an index) that fit an Int.
     static func leadingIndex(_ name: Substring) -> (Int, Substring)? {
-        guard let dot = name.firstIndex(of: "."), let index = Int(name[..<dot]) else { return nil }
+        guard let dot = name.firstIndex(of: "."), name[..<dot].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let index = Int(name[..<dot]) else { return nil }
         return (index, name[name.index(after: dot)...])
     }
 }

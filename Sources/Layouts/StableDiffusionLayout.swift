@@ -21,6 +21,7 @@ public enum StableDiffusionLayout {
     // MARK: UNet
 
     /// `layers_per_block` of an LDM UNet: the first downsampler sits at `input_blocks.{L+1}.0.op`.
+    /// Nil when the key set shows none, or an impossible one (a downsampler at block 0 would mean −1 layers).
     public static func unetLayersPerBlock(_ names: [String]) -> Int? {
         var best: Int?
         for name in names {
@@ -28,7 +29,7 @@ public enum StableDiffusionLayout {
                   let (n, inner) = DottedName.leadingIndex(Substring(rest)), inner.hasPrefix("0.op.") else { continue }
             best = min(best ?? n, n)
         }
-        if let first = best { return first - 1 }
+        if let first = best { return first >= 1 ? first - 1 : nil }
         // No downsampler (a single down block): every input block after conv_in is a layer.
         let indices = Set(names.compactMap { name -> Int? in
             guard let rest = DottedName.strip("input_blocks.", from: name) else { return nil }
@@ -42,7 +43,7 @@ public enum StableDiffusionLayout {
     public static func unetToDiffusers(_ tensors: [NamedShape], prefix: String = unetPrefix, layersPerBlock: Int? = nil) -> LayoutPlan {
         var plan = LayoutPlan()
         let stripped = tensors.compactMap { DottedName.strip(prefix, from: $0.name) }
-        guard let layers = layersPerBlock ?? unetLayersPerBlock(stripped) else {
+        guard let layers = layersPerBlock ?? unetLayersPerBlock(stripped), layers >= 0, layers < Int.max else {
             plan.unknown = tensors.map(\.name)
             return plan
         }
@@ -121,7 +122,12 @@ public enum StableDiffusionLayout {
             guard let name = DottedName.strip(prefix + "decoder.up.", from: tensor.name) else { return nil }
             return DottedName.leadingIndex(Substring(name))?.0
         }
-        let upBlocks = (upIndices.max() ?? -1) + 1
+        // Indices come from the file: `decoder.up.9223372036854775807` must not overflow the count.
+        let (upBlocks, overflow) = (upIndices.max() ?? -1).addingReportingOverflow(1)
+        guard !overflow else {
+            plan.unknown = tensors.map(\.name)
+            return plan
+        }
         for tensor in tensors {
             guard let name = DottedName.strip(prefix, from: tensor.name),
                   let mapped = vaeName(name, upBlocks: upBlocks) else {

@@ -18,6 +18,12 @@ public enum WriteDurability: Sendable {
 /// first with `.durable`). Dropping the writer without committing removes the temp file.
 /// Not thread-safe.
 ///
+/// What may be at the destination is `WriteOptions`' business (`WriteDestination.check`, made on
+/// opening and again just before the rename): only a regular file is ever replaced, and its permission
+/// bits are kept; a symlink, folder, device or FIFO is refused. With `temporaries` the temp file is
+/// booked so a signal handler can remove it. Opening also removes stale temp files of this
+/// destination left by writers that were killed (their PID, in the name, no longer runs).
+///
 /// Large outputs: give `expectedSize` so the file is allocated up front (a full disk fails before
 /// any writing, and the file system skips per-block delayed allocation), and the writer starts
 /// write-back every `writebackInterval` bytes so the disk works while we copy and the final fsync
@@ -37,7 +43,8 @@ public final class AtomicFileWriter {
     private var flushed: Int64 = 0
     private var writebackStart: Int64 = 0
     private var preallocated: Int64 = 0
-    private let durability: WriteDurability
+    private let options: WriteOptions
+    private var durability: WriteDurability { options.durability }
 
     /// Block size for buffered writes; large blocks keep syscalls rare for multi-GB outputs.
     public static let blockSize = 4 << 20
@@ -46,29 +53,44 @@ public final class AtomicFileWriter {
     /// Start write-back of every 32 MiB as it is written.
     public static let writebackInterval: Int64 = 32 << 20
 
-    public init(destination: String, expectedSize: Int64? = nil, durability: WriteDurability = .atomic) throws {
+    public convenience init(destination: String, expectedSize: Int64? = nil, durability: WriteDurability = .atomic) throws {
+        try self.init(destination: destination, expectedSize: expectedSize, options: WriteOptions(durability: durability))
+    }
+
+    public init(destination: String, expectedSize: Int64? = nil, options: WriteOptions) throws {
         self.destination = destination
-        self.durability = durability
+        self.options = options
         let url = URL(fileURLWithPath: destination)
         let folder = url.deletingLastPathComponent().path
         let name = url.lastPathComponent
         guard !name.isEmpty, name != "/" else {
             throw WeightsError(.io, file: destination, "destination is not a file path")
         }
-        var info = stat()
-        if stat(destination, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            throw WeightsError(.io, file: destination, "destination is a directory")
-        }
+        let keptMode = try WriteDestination.check(destination, options: options)
+        for stale in StaleTemporaries.find(in: folder, destinationName: name, markers: ["tmp"]) { unlink(stale) }
         var opened: Int32 = -1
         var candidate = ""
         for _ in 0..<16 {
             candidate = folder + "/." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            opened = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            if opened >= 0 || errno != EEXIST { break }
+            let path = candidate
+            let created: Int32? = try options.temporaries.create(path, .file) {
+                let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                guard fd >= 0 else {
+                    if errno == EEXIST { return nil }
+                    throw WeightsError(.io, file: destination, "cannot create a temp file in \(folder): \(String(cString: strerror(errno)))")
+                }
+                return fd
+            }
+            if let created {
+                opened = created
+                break
+            }
         }
         guard opened >= 0 else {
-            throw WeightsError(.io, file: destination, "cannot create a temp file in \(folder): \(String(cString: strerror(errno)))")
+            throw WeightsError(.io, file: destination, "cannot create a temp file in \(folder): every name tried exists")
         }
+        // The replacement keeps the replaced file's permissions (the umask applied to 0644 otherwise).
+        if let keptMode { _ = fchmod(opened, keptMode) }
         descriptor = opened
         temporaryPath = candidate
         let block = UnsafeMutableRawPointer.allocate(byteCount: Self.blockSize, alignment: 64)
@@ -139,9 +161,12 @@ public final class AtomicFileWriter {
                 throw WeightsError(.io, file: destination, "close failed: \(String(cString: strerror(errno)))")
             }
             descriptor = -1
-            guard rename(temporaryPath, destination) == 0 else {
-                throw WeightsError(.io, file: destination, "cannot rename the temp file into place: \(String(cString: strerror(errno)))")
+            try options.temporaries.finish(temporaryPath) {
+                // What is at the destination may have changed since opening; rename(2) would replace anything.
+                try WriteDestination.check(destination, options: options)
+                try moveIntoPlace()
             }
+            options.temporaries.forget(temporaryPath)
         } catch {
             abort()
             throw error
@@ -154,8 +179,28 @@ public final class AtomicFileWriter {
     public func abort() {
         if descriptor >= 0 { close(descriptor) }
         descriptor = -1
-        unlink(temporaryPath)
+        if !finished {
+            unlink(temporaryPath)
+            options.temporaries.forget(temporaryPath)
+        }
         finished = true
+    }
+
+    /// rename(2), or with `.refuse` a rename that fails rather than replace a file that appeared meanwhile.
+    private func moveIntoPlace() throws {
+        if options.existing == .refuse, let renameNoReplace = LinuxFileCalls.renameat2 {
+            if renameNoReplace(LinuxFileCalls.currentFolder, temporaryPath, LinuxFileCalls.currentFolder, destination,
+                               LinuxFileCalls.renameNoReplace) == 0 { return }
+            if errno == EEXIST {
+                throw WeightsError(.io, file: destination, "the output appeared while it was being written; it is left as it is (--overwrite replaces it)")
+            }
+            guard errno == EINVAL || errno == ENOSYS else {  // else: the file system cannot; the check above stands
+                throw WeightsError(.io, file: destination, "cannot rename the temp file into place: \(String(cString: strerror(errno)))")
+            }
+        }
+        guard rename(temporaryPath, destination) == 0 else {
+            throw WeightsError(.io, file: destination, "cannot rename the temp file into place: \(String(cString: strerror(errno)))")
+        }
     }
 
     private func flush() throws {
@@ -210,6 +255,7 @@ public final class AtomicFileWriter {
 enum LinuxFileCalls {
     typealias Fallocate = @convention(c) (Int32, Int32, Int64, Int64) -> Int32
     typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    typealias Renameat2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
 
     /// `fallocate(fd, mode, offset, length)`; mode 0 allocates and extends the size.
     static let fallocate: Fallocate? = lookup("fallocate64", as: Fallocate.self)
@@ -217,6 +263,12 @@ enum LinuxFileCalls {
     static let syncFileRange: SyncFileRange? = lookup("sync_file_range", as: SyncFileRange.self)
     /// SYNC_FILE_RANGE_WRITE: start write-out of dirty pages in the range, do not wait.
     static let syncFileRangeWrite: UInt32 = 2
+    /// `renameat2(olddirfd, old, newdirfd, new, flags)` (glibc 2.28).
+    static let renameat2: Renameat2? = lookup("renameat2", as: Renameat2.self)
+    /// RENAME_NOREPLACE: fail with EEXIST rather than replace the new path.
+    static let renameNoReplace: UInt32 = 1
+    /// AT_FDCWD.
+    static let currentFolder: Int32 = -100
 
     private static func lookup<F>(_ symbol: String, as type: F.Type) -> F? {
         guard let handle = dlopen(nil, RTLD_NOW), let address = dlsym(handle, symbol) else { return nil }
@@ -229,7 +281,13 @@ public enum AtomicFile {
     /// `expectedSize` (when known) preallocates the file; see `AtomicFileWriter`.
     public static func write(to path: String, expectedSize: Int64? = nil, durability: WriteDurability = .atomic,
                              _ body: (AtomicFileWriter) throws -> Void) throws {
-        let writer = try AtomicFileWriter(destination: path, expectedSize: expectedSize, durability: durability)
+        try write(to: path, expectedSize: expectedSize, options: WriteOptions(durability: durability), body)
+    }
+
+    /// `write(to:)` with every write option.
+    public static func write(to path: String, expectedSize: Int64? = nil, options: WriteOptions,
+                             _ body: (AtomicFileWriter) throws -> Void) throws {
+        let writer = try AtomicFileWriter(destination: path, expectedSize: expectedSize, options: options)
         do {
             try body(writer)
             try writer.commit()

@@ -85,12 +85,15 @@ public final class ByteOwner: @unchecked Sendable {
     /// True for a read-only mapping of a file: its resident pages can be dropped after use (they
     /// refill from the file on the next access), which keeps streaming conversions' memory flat.
     public let isFileMapping: Bool
+    /// The mapped file's path, for errors about the file itself (it shrank while being read).
+    public let file: String?
     private let release: (@Sendable (UnsafeRawBufferPointer) -> Void)?
 
-    public init(bytes: UnsafeRawBufferPointer, isFileMapping: Bool = false,
+    public init(bytes: UnsafeRawBufferPointer, isFileMapping: Bool = false, file: String? = nil,
                 release: (@Sendable (UnsafeRawBufferPointer) -> Void)?) {
         self.bytes = bytes
         self.isFileMapping = isFileMapping
+        self.file = file
         self.release = release
     }
 
@@ -146,15 +149,21 @@ public struct TensorRecord: Sendable {
         self.storage = storage
     }
 
-    public var elementCount: Int { shape.reduce(1, *) }
-    public var byteCount: Int { elementCount * dtype.byteSize }
+    /// Readers only build records whose element and byte counts fit an Int (or that have no
+    /// elements); anything else saturates instead of trapping.
+    public var elementCount: Int { TensorShape.elementCount(shape) ?? Int.max }
+    public var byteCount: Int { TensorShape.byteCount(shape, dtype: dtype) ?? Int.max }
 
+    /// Row-major element strides. A zero-element tensor may have other dimensions whose product
+    /// overflows (`[0, 2^32, 2^32]`); no element is ever addressed through those strides, so they
+    /// saturate at Int.max rather than trap.
     public static func rowMajorStrides(_ shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)
         var running = 1
         for axis in stride(from: shape.count - 1, through: 0, by: -1) {
             strides[axis] = running
-            running *= max(shape[axis], 1)
+            let (product, overflow) = running.multipliedReportingOverflow(by: max(shape[axis], 1))
+            running = overflow ? Int.max : product
         }
         return strides
     }
@@ -168,6 +177,36 @@ public struct TensorRecord: Sendable {
             expected *= shape[axis]
         }
         return true
+    }
+}
+
+/// Overflow-checked counts of a shape. A shape with a zero dimension has no elements, whatever its
+/// other dimensions (torch and safetensors load `[0, 2^32, 2^32]`), so zero is checked first.
+public enum TensorShape {
+    /// The number of elements, or nil when it does not fit an Int (or a dimension is negative).
+    public static func elementCount(_ shape: [Int]) -> Int? {
+        if shape.contains(0) { return 0 }
+        var count = 1
+        for extent in shape {
+            guard extent > 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: extent)
+            guard !overflow else { return nil }
+            count = product
+        }
+        return count
+    }
+
+    /// The packed byte size, or nil when it does not fit an Int.
+    public static func byteCount(_ shape: [Int], dtype: DType) -> Int? {
+        guard let count = elementCount(shape) else { return nil }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+        return overflow ? nil : bytes
+    }
+
+    /// Totals over many tensors (reports) never trap; they saturate.
+    public static func saturatingSum(_ a: Int, _ b: Int) -> Int {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int.max : sum
     }
 }
 
@@ -220,8 +259,8 @@ public struct WeightStore: Sendable {
     public subscript(name: String) -> TensorRecord? { records[name] }
     public var count: Int { names.count }
     public var orderedRecords: [TensorRecord] { names.compactMap { records[$0] } }
-    public var totalBytes: Int { records.values.reduce(0) { $0 + $1.byteCount } }
-    public var totalElements: Int { records.values.reduce(0) { $0 + $1.elementCount } }
+    public var totalBytes: Int { records.values.reduce(0) { TensorShape.saturatingSum($0, $1.byteCount) } }
+    public var totalElements: Int { records.values.reduce(0) { TensorShape.saturatingSum($0, $1.elementCount) } }
 }
 
 /// Every failure WeightsIO reports: which file, where in it, and what was expected.

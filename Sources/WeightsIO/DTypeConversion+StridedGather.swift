@@ -11,12 +11,12 @@ public enum StridedGather {
         guard record.strides.count == record.shape.count else {
             throw WeightsError(.corrupt, file: file, at: location, "\(record.shape.count) dimensions but \(record.strides.count) strides")
         }
-        var count = 1
-        for extent in record.shape {
-            guard extent >= 0 else { throw WeightsError(.corrupt, file: file, at: location, "negative extent in shape \(record.shape)") }
-            let (product, overflow) = count.multipliedReportingOverflow(by: extent)
-            guard !overflow else { throw WeightsError(.corrupt, file: file, at: location, "element count of shape \(record.shape) overflows") }
-            count = product
+        guard record.shape.allSatisfy({ $0 >= 0 }) else {
+            throw WeightsError(.corrupt, file: file, at: location, "negative extent in shape \(record.shape)")
+        }
+        // Packed size must fit too: `gather` callers allocate it. Zero-element shapes always fit.
+        guard let count = TensorShape.elementCount(record.shape), TensorShape.byteCount(record.shape, dtype: record.dtype) != nil else {
+            throw WeightsError(.corrupt, file: file, at: location, "element count of shape \(record.shape) overflows")
         }
         if count == 0 { return }
         var lowest = record.storageOffset

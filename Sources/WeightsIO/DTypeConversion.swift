@@ -159,6 +159,8 @@ public enum DTypeConversion {
     /// Convenience for small tensors and tests: a record's elements as Float32, in row-major order.
     public static func floats(of record: TensorRecord) throws -> [Float] {
         let count = record.elementCount
+        // An empty view's offset is never checked against its storage (torch does not either).
+        guard count > 0 else { return [] }
         var output = [Float](repeating: 0, count: count)
         if record.isContiguous {
             let start = record.storageOffset * record.dtype.byteSize

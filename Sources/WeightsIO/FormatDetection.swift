@@ -43,13 +43,8 @@ public enum FormatDetection {
 
     /// Reads the first `prefixLength` bytes of `path` and classifies them.
     public static func detect(path: String) throws -> DetectedFormat {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw WeightsError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))") }
+        let (fd, size) = try InputFile.openRegular(path)
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-            throw WeightsError(.io, file: path, "not a regular file")
-        }
         var prefix = [UInt8](repeating: 0, count: prefixLength)
         var filled = 0
         while filled < prefixLength {
@@ -65,7 +60,7 @@ public enum FormatDetection {
             filled += got
         }
         return prefix.withUnsafeBytes {
-            detect(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<filled]), fileSize: Int(info.st_size))
+            detect(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<filled]), fileSize: size)
         }
     }
 

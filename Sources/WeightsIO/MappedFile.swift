@@ -7,26 +7,18 @@ import Glibc
 /// the mapping lives as long as any slice of it (`ByteOwner` reference counting).
 public enum MappedFile {
     public static func map(_ path: String) throws -> ByteOwner {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw WeightsError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
-        }
+        // Regular files only, opened without blocking (a FIFO would wait forever for a writer).
+        let (fd, size) = try InputFile.openRegular(path)
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw WeightsError(.io, file: path, "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw WeightsError(.io, file: path, "not a regular file")
-        }
-        let size = Int(info.st_size)
+        // A file that shrinks while mapped reads as zeros and is reported, instead of SIGBUS.
+        TruncationGuard.install()
         if size == 0 {
             return ByteOwner(bytes: UnsafeRawBufferPointer(start: nil, count: 0), release: nil)
         }
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw WeightsError(.io, file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
         }
-        return ByteOwner(bytes: UnsafeRawBufferPointer(start: base, count: size), isFileMapping: true) { buffer in
+        return ByteOwner(bytes: UnsafeRawBufferPointer(start: base, count: size), isFileMapping: true, file: path) { buffer in
             if let start = buffer.baseAddress { munmap(UnsafeMutableRawPointer(mutating: start), buffer.count) }
         }
     }

@@ -176,13 +176,9 @@ public enum SafetensorsReader {
     private static func validateLayout(_ entries: [SafetensorsEntry], dataLength: Int, file: String) throws {
         for entry in entries {
             let location = "tensor '\(entry.name)'"
-            var bytes = entry.dtype.byteSize
-            for extent in entry.shape {
-                let (product, overflow) = bytes.multipliedReportingOverflow(by: extent)
-                guard !overflow else {
-                    throw WeightsError(.corrupt, file: file, at: location, "byte size of shape \(entry.shape) overflows")
-                }
-                bytes = product
+            // A zero dimension means no bytes, however large the others (the reference accepts these).
+            guard let bytes = TensorShape.byteCount(entry.shape, dtype: entry.dtype) else {
+                throw WeightsError(.corrupt, file: file, at: location, "byte size of shape \(entry.shape) overflows")
             }
             guard entry.dataOffsets.count == bytes else {
                 throw WeightsError(.corrupt, file: file, at: location,

@@ -66,17 +66,36 @@ public enum SafetensorsWriter {
     /// existing file at `path` is left untouched.
     public static func write(_ tensors: [Tensor], metadata: [String: String]? = nil, to path: String,
                              durability: WriteDurability = .atomic, progress: Progress? = nil) throws {
+        try write(tensors, metadata: metadata, to: path, options: WriteOptions(durability: durability), progress: progress)
+    }
+
+    /// `write` with every write option (what may be replaced, inputs to protect, temp file booking).
+    public static func write(_ tensors: [Tensor], metadata: [String: String]? = nil, to path: String,
+                             options: WriteOptions, progress: Progress? = nil) throws {
         let plan = try Plan(tensors: tensors, metadata: metadata, file: path)
         let total = Int64(plan.header.count) + Int64(plan.dataLength)
-        try AtomicFile.write(to: path, expectedSize: total, durability: durability) { writer in
+        let faultsBefore = TruncationGuard.faultCount
+        let inputs = inputOwners(of: tensors)
+        try AtomicFile.write(to: path, expectedSize: total, options: options) { writer in
             try writer.write(plan.header)
             progress?(writer.bytesWritten, total)
             for tensor in plan.ordered {
                 try writeData(of: tensor, to: writer, file: path, progress: progress, total: total)
+                try TruncationGuard.check(since: faultsBefore, inputs: inputs)  // stop early if an input shrank
             }
             guard writer.bytesWritten == total else {
                 throw WeightsError(.corrupt, file: path, "wrote \(writer.bytesWritten) bytes, planned \(total)")
             }
+            // An input that shrank was read as zeros: never commit that (the temp file is removed).
+            try TruncationGuard.check(since: faultsBefore, inputs: inputs)
+        }
+    }
+
+    /// The byte owners (file mappings among them) the tensors are read from.
+    private static func inputOwners(of tensors: [Tensor]) -> [ByteOwner] {
+        tensors.compactMap { tensor in
+            if case .record(let record) = tensor.source { return record.storage.owner }
+            return nil
         }
     }
 
@@ -164,14 +183,11 @@ public enum SafetensorsWriter {
     }
 
     private static func byteSize(_ tensor: Tensor, file: String) throws -> Int {
-        var size = tensor.dtype.byteSize
-        for extent in tensor.shape {
-            guard extent >= 0 else {
-                throw WeightsError(.format, file: file, at: "tensor '\(tensor.name)'", "negative extent in shape \(tensor.shape)")
-            }
-            let (product, overflow) = size.multipliedReportingOverflow(by: extent)
-            guard !overflow else { throw WeightsError(.limit, file: file, at: "tensor '\(tensor.name)'", "byte size overflows") }
-            size = product
+        if let negative = tensor.shape.first(where: { $0 < 0 }) {
+            throw WeightsError(.format, file: file, at: "tensor '\(tensor.name)'", "negative extent \(negative) in shape \(tensor.shape)")
+        }
+        guard let size = TensorShape.byteCount(tensor.shape, dtype: tensor.dtype) else {
+            throw WeightsError(.limit, file: file, at: "tensor '\(tensor.name)'", "byte size of shape \(tensor.shape) overflows")
         }
         return size
     }

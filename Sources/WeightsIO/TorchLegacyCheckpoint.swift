@@ -48,7 +48,7 @@ enum TorchLegacyCheckpoint {
                 }, end)
             }
             let storageBytes = try readStorages(owner: owner, file: file, keys: keys.0, start: keys.1, declared: interpreter.storages)
-            var flattener = TorchStateFlattener(file: file, limits: limits)
+            var flattener = TorchStateFlattener(file: file, limits: limits, pickleBytes: afterObject - afterSysInfo)
             try flattener.flatten(root: root)
             var store = try TorchRecordBuilder.store(format: .torchLegacy, file: file, tensors: flattener.tensors,
                                                      storageBytes: storageBytes, metadata: [:])

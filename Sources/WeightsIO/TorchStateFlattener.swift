@@ -6,11 +6,13 @@ struct TorchStateFlattener {
     let file: String
     let limits: PickleLimits
     private(set) var tensors: [(name: String, tensor: TorchTensorRef)] = []
-    private var visited = 0
+    private var budget: FlattenBudget
 
-    init(file: String, limits: PickleLimits) {
+    /// `pickleBytes`: size of the pickle the tree came from; the walk's budgets scale with it.
+    init(file: String, limits: PickleLimits, pickleBytes: Int) {
         self.file = file
         self.limits = limits
+        self.budget = FlattenBudget(file: file, limits: limits, pickleBytes: pickleBytes)
     }
 
     mutating func flatten(root: PickleValue) throws {
@@ -56,7 +58,6 @@ struct TorchStateFlattener {
             throw WeightsError(.unsupported, file: file, at: "module '\(prefix)'",
                                "child \(module.calleeDescription) is not a plain nn.Module (no _parameters dict)")
         }
-        func name(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
         var nonPersistent: Set<String> = []
         if case .set(let names)? = state["_non_persistent_buffers_set"] {
             nonPersistent = Set(names.items.compactMap(\.stringValue))
@@ -64,24 +65,18 @@ struct TorchStateFlattener {
         for group in ["_parameters", "_buffers"] {
             guard case .dict(let members)? = state[group] else { continue }
             for (key, value) in members.entries {
-                try countVisit(prefix)
+                try budget.visit(at: prefix)
                 guard let key = key.stringValue, case .tensor(let tensor) = value else { continue }  // None = unset
                 if group == "_buffers", nonPersistent.contains(key) { continue }
-                tensors.append((name(key), tensor))
+                try budget.name(at: prefix)
+                tensors.append((try budget.join(prefix, key), tensor))
             }
         }
         guard case .dict(let children)? = state["_modules"] else { return }
         for (key, value) in children.entries {
-            try countVisit(prefix)
+            try budget.visit(at: prefix)
             guard let key = key.stringValue, case .object(let child) = value else { continue }
-            try walkModule(child, prefix: name(key), depth: depth + 1)
-        }
-    }
-
-    private mutating func countVisit(_ prefix: String) throws {
-        visited += 1
-        guard visited <= limits.maxNodes else {
-            throw WeightsError(.limit, file: file, at: "'\(prefix)'", "more than \(limits.maxNodes) values visited while flattening")
+            try walkModule(child, prefix: try budget.join(prefix, key), depth: depth + 1)
         }
     }
 
@@ -90,10 +85,10 @@ struct TorchStateFlattener {
             throw WeightsError(.limit, file: file, at: "'\(prefix)'", "dicts nested more than \(limits.maxNesting) deep")
         }
         for (key, value) in dict.entries {
-            try countVisit(prefix)
-            let name: String
+            try budget.visit(at: prefix)
+            let text: String
             switch key {
-            case .string(let text): name = prefix.isEmpty ? text : prefix + "." + text
+            case .string(let string): text = string
             case .malformedString:
                 if case .tensor = value {
                     throw WeightsError(.corrupt, file: file, at: "'\(prefix)'", "a tensor is stored under a key that is not valid UTF-8")
@@ -102,8 +97,10 @@ struct TorchStateFlattener {
             default: continue  // class-keyed callbacks, int-keyed optimizer state, …
             }
             switch value {
-            case .tensor(let tensor): tensors.append((name, tensor))
-            case .dict(let child): try walk(child, prefix: name, depth: depth + 1)
+            case .tensor(let tensor):
+                try budget.name(at: prefix)
+                tensors.append((try budget.join(prefix, text), tensor))
+            case .dict(let child): try walk(child, prefix: try budget.join(prefix, text), depth: depth + 1)
             default: continue
             }
         }

@@ -24,17 +24,19 @@ enum TorchZipCheckpoint {
         for entry in archive.entries where entry.name.hasSuffix(".pkl") && entry.name != prefix + "/data.pkl" {
             _ = try unpickle(archive, record: entry.name, storageFolder: nil, context: context) { _, _ in () }
         }
+        let pickleBytes = archive.entry(named: prefix + "/data.pkl")?.uncompressedSize ?? 0
         var store = try unpickle(archive, record: prefix + "/data.pkl", storageFolder: prefix + "/data/", context: context) { root, interpreter in
             var metadata = ["prefix": prefix]
             let tensors: [(name: String, tensor: TorchTensorRef)]
             if isTorchScript {
                 metadata["torchscript"] = "true"
                 var walker = TorchScriptWalker(file: file, limits: limits,
-                                               declarations: try TorchScriptDeclarations.read(archive, prefix: prefix, limits: limits))
+                                               declarations: try TorchScriptDeclarations.read(archive, prefix: prefix, limits: limits),
+                                               pickleBytes: pickleBytes)
                 try walker.walk(root: root)
                 tensors = walker.tensors
             } else {
-                var flattener = TorchStateFlattener(file: file, limits: limits)
+                var flattener = TorchStateFlattener(file: file, limits: limits, pickleBytes: pickleBytes)
                 try flattener.flatten(root: root)
                 tensors = flattener.tensors
             }

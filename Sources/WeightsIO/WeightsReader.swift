@@ -30,6 +30,13 @@ public enum WeightsReader {
 
     /// A single file, classified by its bytes. JSON files are read as shard indexes.
     public static func openFile(_ path: String, options: ReadOptions = ReadOptions()) throws -> WeightStore {
+        let faultsBefore = TruncationGuard.faultCount
+        let store = try openDetected(path, options: options)
+        try TruncationGuard.check(since: faultsBefore, inputs: store.orderedRecords.map(\.storage.owner))
+        return store
+    }
+
+    private static func openDetected(_ path: String, options: ReadOptions) throws -> WeightStore {
         switch try FormatDetection.detect(path: path) {
         case .safetensors:
             return try SafetensorsReader.read(path: path)
@@ -65,12 +72,9 @@ public enum WeightsReader {
     /// The component folders of a diffusers pipeline that hold weights, in `model_index.json` order.
     public static func pipelineComponents(_ folder: String) throws -> [String] {
         let indexPath = URL(fileURLWithPath: folder).appendingPathComponent("model_index.json").path
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: indexPath)) } catch {
-            throw WeightsError(.io, file: indexPath, "cannot read: \(error.localizedDescription)")
-        }
+        let data = try InputFile.readAll(indexPath)
         let json: JSONValue
-        do { json = try JSONParser.parse(Array(data)) } catch {
+        do { json = try JSONParser.parse(data) } catch {
             throw WeightsError(.format, file: indexPath, "not valid JSON: \(error)")
         }
         guard let members = json.objectValue else {

@@ -9,7 +9,11 @@ struct ConvertCommand: ParsableCommand {
         discussion: """
         The output is written to a temporary file beside OUTPUT and renamed into place only when complete, \
         so a failure never leaves a partial file or damages an existing one (--fsync also makes it survive \
-        a power loss). Tensor views are packed; \
+        a power loss). An existing OUTPUT is refused unless --overwrite (the replacement keeps its \
+        permissions), and never replaced when it is the input under any name; only regular files are \
+        replaced: a symlink, device or FIFO as OUTPUT is refused (a link is not written through: give its \
+        target). SIGINT, SIGTERM, SIGHUP and SIGPIPE remove the temp file before the process ends; a \
+        killed run's temp file is removed by the next write to the same OUTPUT. Tensor views are packed; \
         non-float tensors keep their dtype whatever --dtype says.
 
         --layout diffusers writes a single-file SD 1.x/2.x checkpoint as a complete diffusers pipeline folder \
@@ -33,6 +37,9 @@ struct ConvertCommand: ParsableCommand {
 
     @Option(help: "Floating-point dtype of the output: \(OutputDType.allCases.map(\.rawValue).joined(separator: ", ")).")
     var dtype: OutputDType = .keep
+
+    @Flag(help: "Replace an existing OUTPUT file (not the input itself, and only once the new file is complete).")
+    var overwrite = false
 
     @Flag(help: "Do not print progress.")
     var quiet = false
@@ -59,21 +66,32 @@ struct ConvertCommand: ParsableCommand {
         if layout == nil, predictionType != nil || ema || config != nil {
             throw ValidationError("--config, --ema and --prediction-type apply to --layout diffusers only")
         }
+        if layout != nil, overwrite {
+            throw ValidationError("--overwrite applies to a safetensors OUTPUT; --layout diffusers writes only a new or empty folder")
+        }
     }
 
     func run() throws {
         try reportingErrors {
-            if let layout { return try convertToLayout(layout) }
-            let quiet = self.quiet
-            let summary = try WeightsConverter.convert(input: input, output: output, dtype: dtype.dtype, options: safety.readOptions,
-                                                       durability: fsync ? .durable : .atomic) { store in
-                guard !quiet, store.totalBytes >= 64 << 20 else { return nil }
-                let line = ProgressLine(label: "convert")
-                return { done, total in line.update(done: done, total: total) }
+            try InterruptCleanup.during { temporaries in
+                if let layout { return try convertToLayout(layout, temporaries: temporaries) }
+                try convertToSafetensors(temporaries: temporaries)
             }
-            if !quiet {
-                printError("wrote \(output): \(summary.tensorCount) tensors, \(Formatting.bytes(summary.bytesRead)) read from \(summary.format.rawValue)")
-            }
+        }
+    }
+
+    func convertToSafetensors(temporaries: TemporaryFiles) throws {
+        let quiet = self.quiet
+        let writing = WriteOptions(durability: fsync ? .durable : .atomic, existing: overwrite ? .replace : .refuse,
+                                   temporaries: temporaries)
+        let summary = try WeightsConverter.convert(input: input, output: output, dtype: dtype.dtype, options: safety.readOptions,
+                                                   writing: writing) { store in
+            guard !quiet, store.totalBytes >= 64 << 20 else { return nil }
+            let line = ProgressLine(label: "convert")
+            return { done, total in line.update(done: done, total: total) }
+        }
+        if !quiet {
+            printError("wrote \(output): \(summary.tensorCount) tensors, \(Formatting.bytes(summary.bytesRead)) read from \(summary.format.rawValue)")
         }
     }
 }

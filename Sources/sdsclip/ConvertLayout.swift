@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoints
 import Foundation
 import Models
+import WeightsIO
 
 /// Layouts `convert --layout` can write besides the default flat safetensors copy.
 enum ConvertLayout: String, ExpressibleByArgument, CaseIterable {
@@ -24,12 +25,13 @@ enum PredictionArgument: String, ExpressibleByArgument, CaseIterable {
 
 extension ConvertCommand {
     /// `convert SINGLE_FILE OUT_DIR --layout diffusers [--config DIR] [--ema] [--dtype …] [--prediction-type …]`.
-    func convertToLayout(_ layout: ConvertLayout) throws {
+    func convertToLayout(_ layout: ConvertLayout, temporaries: TemporaryFiles) throws {
         switch layout {
         case .diffusers:
             try safety.admit([input])
             let summary = try DiffusersFolderWriter.convert(input, to: output, configuration: config, extractEMA: ema,
-                                                            dtype: dtype.dtype, prediction: predictionType?.prediction)
+                                                            dtype: dtype.dtype, prediction: predictionType?.prediction,
+                                                            writing: WriteOptions(temporaries: temporaries))
             guard !quiet else { return }
             let dtypes = summary.dtypes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value) \($0.key.rawValue.lowercased())" }
             printError("wrote \(output): diffusers \(summary.version.rawValue) pipeline (configuration from \(summary.configurationSource))")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoints
 import Foundation
+import WeightsIO
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,8 +54,11 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try safety.admit([model])
-            let options = CLIPExporter.Options(layout: layout.layout, dtype: dtype.dtype, existing: overwrite ? .replace : .refuse)
-            let summary = try CLIPExporter.export(modelAt: model, configuration: config, to: out, options: options)
+            let summary = try InterruptCleanup.during { temporaries in
+                let options = CLIPExporter.Options(layout: layout.layout, dtype: dtype.dtype, existing: overwrite ? .replace : .refuse,
+                                                   writing: WriteOptions(temporaries: temporaries))
+                return try CLIPExporter.export(modelAt: model, configuration: config, to: out, options: options)
+            }
             for note in summary.notes { printError("note: \(note)") }
             printError("wrote \(out): \(layout.rawValue) layout, \(summary.tensorCount) tensors (\(Formatting.count(summary.parameterCount)) parameters, \(dtype.rawValue))")
             for file in summary.files { printError("  \(file)") }

@@ -45,12 +45,12 @@ final class ProgressLine {
         if isTerminal {
             guard Date().timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
             lastDraw = Date()
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + text + (done == total ? "\n" : "")).utf8))
+            StandardError.write("\r\u{1B}[K" + text + (done == total ? "\n" : ""))
         } else {
             let decile = Int(fraction * 10)
             guard decile != lastDecile else { return }
             lastDecile = decile
-            FileHandle.standardError.write(Data((text + "\n").utf8))
+            StandardError.write(text + "\n")
         }
     }
 }

@@ -89,7 +89,7 @@ struct InspectCommand: ParsableCommand {
         }
         lines.append("")
         if filter != nil {
-            let elements = shown.reduce(0) { $0 + $1.elementCount }, bytes = shown.reduce(0) { $0 + $1.byteCount }
+            let elements = shown.reduce(0) { TensorShape.saturatingSum($0, $1.elementCount) }, bytes = shown.reduce(0) { TensorShape.saturatingSum($0, $1.byteCount) }
             lines.append("matched:  \(Formatting.count(shown.count)) of \(Formatting.count(store.count)) tensors, "
                 + "\(Formatting.count(elements)) elements, \(Formatting.bytes(bytes))")
         }
@@ -102,7 +102,9 @@ struct InspectCommand: ParsableCommand {
 
     static func elementsByDType(_ store: WeightStore) -> [String: Int] {
         var byDType: [String: Int] = [:]
-        for record in store.records.values { byDType[record.dtype.rawValue, default: 0] += record.elementCount }
+        for record in store.records.values {
+            byDType[record.dtype.rawValue] = TensorShape.saturatingSum(byDType[record.dtype.rawValue] ?? 0, record.elementCount)
+        }
         return byDType
     }
 
@@ -161,8 +163,8 @@ struct InspectCommand: ParsableCommand {
             "filter": JSONOutput.orNull(filter),
             "tensors": tensors,
             "matchedCount": shown.count,
-            "matchedElementCount": shown.reduce(0) { $0 + $1.elementCount },
-            "matchedByteCount": shown.reduce(0) { $0 + $1.byteCount },
+            "matchedElementCount": shown.reduce(0) { TensorShape.saturatingSum($0, $1.elementCount) },
+            "matchedByteCount": shown.reduce(0) { TensorShape.saturatingSum($0, $1.byteCount) },
             "tensorCount": store.count,
             "elementCount": store.totalElements,
             "byteCount": store.totalBytes,

@@ -14,7 +14,7 @@ struct SDSClip: ParsableCommand {
         Exit status: 0 on success; 1 on an error (a bad or missing input, a refused file, a failed write), \
         and with `diff --exit-code` when the two sides differ; 2 when `verify` finds an output beyond \
         tolerance; 64 (EX_USAGE) on a command-line usage error (an unknown option, a missing or invalid \
-        argument, options that do not go together).
+        argument, options that do not go together); 128 + N when signal N ended it (SIGINT: 130).
 
         Shell completion: sdsclip --generate-completion-script bash|zsh|fish prints a script to install, \
         e.g. `sdsclip --generate-completion-script bash > ~/.local/share/bash-completion/completions/sdsclip`.
@@ -48,5 +48,5 @@ func reportingErrors(_ body: () throws -> Void) throws {
 }
 
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    StandardError.write(message + "\n")
 }

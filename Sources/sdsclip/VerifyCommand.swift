@@ -56,15 +56,20 @@ struct VerifyCommand: ParsableCommand {
             for note in report.notes { print("note:      \(note)") }
             for c in report.comparisons {
                 let status = c.passed ? "ok  " : "FAIL"
-                print(String(format: "%@ %-20@ %-18@ max-abs %.3e  relative %.3e", status, c.name as NSString,
-                             "\(c.shape)" as NSString, c.maxAbsoluteError, c.relativeError))
+                let line = String(format: "%@ %-20@ %-18@", status, c.name as NSString, "\(c.shape)" as NSString)
+                if let problem = c.problem {
+                    print(line + " " + problem)
+                } else {
+                    print(line + String(format: " max-abs %.3e  relative %.3e", c.maxAbsoluteError, c.relativeError))
+                }
             }
             if let saveOutputs {
                 let tensors = report.computed.keys.sorted().map { name in
                     SafetensorsWriter.Tensor(name: "outputs.\(name)", shape: report.computed[name]!.shape,
                                              floats: report.computed[name]!.scalars)
                 }
-                try SafetensorsWriter.write(tensors, metadata: ["component": report.component], to: saveOutputs)
+                try SafetensorsWriter.write(tensors, metadata: ["component": report.component], to: saveOutputs,
+                                            options: WriteOptions(protected: ProtectedFiles(paths: [model, reference])))
             }
             passed = report.passed
             print(passed ? "verify: passed" : "verify: FAILED (tolerance atol \(atol), rtol \(rtol))")

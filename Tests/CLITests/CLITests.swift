@@ -108,7 +108,7 @@ final class CLITests: XCTestCase {
         let folder = try temporaryFolder()
         let output = folder.appendingPathComponent("out.safetensors")
         try Data("precious".utf8).write(to: output)
-        let run = try sdsclip(["convert", "formats/invalid/pkl_posix_system.pt", output.path])
+        let run = try sdsclip(["convert", "formats/invalid/pkl_posix_system.pt", output.path, "--overwrite"])
         XCTAssertEqual(run.status, 1)
         XCTAssertTrue(run.stderr.hasPrefix("error: "), run.stderr)
         XCTAssertTrue(run.stderr.contains("posix"), run.stderr)

@@ -232,7 +232,7 @@ final class PickleMachineTests: XCTestCase {
         assertWeightsError(.limit, ["nested more than 256"]) {
             try selfDict.withUnsafeBytes { raw in
                 try PickleMachine(bytes: raw, file: "cycle.pkl", record: "data.pkl", limits: .init(), interpreter: nil).run(requireEnd: true) { root, _ in
-                    var flattener = TorchStateFlattener(file: "cycle.pkl", limits: .init())
+                    var flattener = TorchStateFlattener(file: "cycle.pkl", limits: .init(), pickleBytes: selfDict.count)
                     try flattener.flatten(root: root)
                 }
             }

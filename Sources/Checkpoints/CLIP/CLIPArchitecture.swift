@@ -72,16 +72,24 @@ public enum CLIPArchitecture {
         }
         let patch = try shape("vision_model.embeddings.patch_embedding.weight", rank: 4)
         let positions = try shape("vision_model.embeddings.position_embedding.weight", rank: 2)
-        let grid = Int(Double(positions[0] - 1).squareRoot().rounded())
-        guard grid * grid + 1 == positions[0] else {
-            throw CheckpointError(file: file, "the vision position embedding has \(positions[0]) rows, not a square grid plus one")
+        // Rows are one class token plus a square grid of at least one patch; sizes come from the file,
+        // so an empty or huge embedding is reported, never computed with.
+        let rows = positions[0]
+        let grid = rows >= 2 ? Int(Double(rows - 1).squareRoot().rounded()) : 0
+        let (square, squareOverflow) = grid.multipliedReportingOverflow(by: grid)
+        guard grid >= 1, !squareOverflow, square == rows - 1 else {
+            throw CheckpointError(file: file, "the vision position embedding has \(rows) rows, not a square grid of at least one patch plus one")
+        }
+        let (imageSize, imageOverflow) = grid.multipliedReportingOverflow(by: patch[3])
+        guard !imageOverflow else {
+            throw CheckpointError(file: file, "a \(grid)×\(grid) grid of \(patch[3])-pixel patches is too large an image")
         }
         let projection = try shape("text_projection.weight", rank: 2)
         let visionMLP = try shape("vision_model.encoder.layers.0.mlp.fc1.weight", rank: 2)
         let text = try textFacts(shapes, file: file)
         return CLIPShapeFacts(
             visionWidth: patch[0], visionLayers: layerCount(shapes.keys, prefix: "vision_model.encoder.layers."), patchSize: patch[3],
-            imageSize: grid * patch[3], visionMLP: visionMLP[0],
+            imageSize: imageSize, visionMLP: visionMLP[0],
             textWidth: text.width, textLayers: text.layers, textMLP: text.mlpWidth,
             vocabularySize: text.vocabularySize, contextLength: text.contextLength, embedDimension: projection[0])
     }

@@ -1,4 +1,5 @@
 import Foundation
+import WeightsIO
 import Models
 import WeightsIO
 
@@ -25,8 +26,8 @@ public enum CLIPConfigurationFile {
 
     static func jsonObject(_ path: String) throws -> [String: Any] {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw CheckpointError(file: path, "cannot read the configuration: \(error.localizedDescription)")
+        do { data = Data(try InputFile.readAll(path)) } catch {
+            throw CheckpointError(file: path, "cannot read the configuration: \((error as? WeightsError)?.message ?? "\(error)")")
         }
         let parsed: Any
         do { parsed = try JSONSerialization.jsonObject(with: data) } catch {

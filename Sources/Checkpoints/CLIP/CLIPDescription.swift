@@ -127,13 +127,14 @@ extension CLIPLoader {
     static func parameterTotals(_ canonical: [String: [Int]]) -> CLIPDescription.Parameters {
         var vision = 0, text = 0, other = 0
         for (name, shape) in canonical {
-            let count = shape.reduce(1, *)
+            // Shapes come from the file: a zero-element [0, 2^62, 4] must not overflow the totals.
+            let count = TensorShape.elementCount(shape) ?? Int.max
             if name.hasPrefix("vision_model.") || name == "visual_projection.weight" {
-                vision += count
+                vision = TensorShape.saturatingSum(vision, count)
             } else if isTextTensor(name) {
-                text += count
+                text = TensorShape.saturatingSum(text, count)
             } else {
-                other += count
+                other = TensorShape.saturatingSum(other, count)
             }
         }
         return CLIPDescription.Parameters(vision: vision, text: text, other: other)

@@ -48,9 +48,12 @@ public enum CLIPExporter {
         /// The floating dtype of the weights: F32, F16 or BF16.
         public var dtype: DType
         public var existing: AtomicFolder.ExistingDestination
+        /// Inputs the export must not replace and where its temp folder is booked (`AtomicFolder`).
+        public var writing: WriteOptions
 
-        public init(layout: CLIPExportLayout, dtype: DType = .f32, existing: AtomicFolder.ExistingDestination = .refuse) {
-            (self.layout, self.dtype, self.existing) = (layout, dtype, existing)
+        public init(layout: CLIPExportLayout, dtype: DType = .f32, existing: AtomicFolder.ExistingDestination = .refuse,
+                    writing: WriteOptions = WriteOptions()) {
+            (self.layout, self.dtype, self.existing, self.writing) = (layout, dtype, existing, writing)
         }
     }
 
@@ -85,7 +88,7 @@ public enum CLIPExporter {
             notes.append("this model has its own \(vocabulary.tokenCount)-token vocabulary: its tokenizer files (vocab.json, merges.txt) are written beside the weights; open_clip's default tokenizer does not fit it")
         }
         let all = files + extraFiles
-        try AtomicFolder.write(to: output, existing: options.existing) { staging in
+        try AtomicFolder.write(to: output, existing: options.existing, options: options.writing) { staging in
             for file in all { try file.write(into: staging) }
         }
         return Summary(folder: output, layout: options.layout, tensorCount: tensorCount,
@@ -112,6 +115,8 @@ public enum CLIPExporter {
     @discardableResult
     public static func export(modelAt path: String, configuration: String? = nil, to output: String,
                               options: Options) throws -> Summary {
+        var options = options
+        options.writing.protected = ProtectedFiles(paths: [path])
         let loaded = try CLIPLoader.load(path, configuration: configuration)
         let source = try CLIPExportSource(path: path, loaded: loaded)
         var summary = try export(loaded.model, to: output, options: options, provenance: source.provenance, extraFiles: source.extraFiles,

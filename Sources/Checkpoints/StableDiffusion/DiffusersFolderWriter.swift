@@ -33,7 +33,7 @@ public enum DiffusersFolderWriter {
     /// `dtype`: the floating dtype of every weight; nil keeps each tensor's stored one (f64 becomes f32).
     /// `prediction`: the scheduler's prediction type (default: the configuration's, else epsilon).
     public static func convert(_ input: String, to output: String, configuration: String? = nil, extractEMA: Bool = false,
-                               dtype: DType? = nil, prediction: PredictionType? = nil) throws -> Summary {
+                               dtype: DType? = nil, prediction: PredictionType? = nil, writing: WriteOptions = WriteOptions()) throws -> Summary {
         if let dtype, ![.f32, .f16, .bf16].contains(dtype) {
             throw CheckpointError(file: output, "weights can be written as f32, f16 or bf16, not \(dtype.rawValue)")
         }
@@ -85,7 +85,9 @@ public enum DiffusersFolderWriter {
         files += try DiffusersPipelineFiles.tokenizer(textConfiguration, version: version, file: source.file)
         files.append(try DiffusersPipelineFiles.featureExtractor())
         files.append(try DiffusersPipelineFiles.modelIndex(scheduler: scheduler.className))
-        try writeFolder(files, to: output)
+        var writing = writing
+        writing.protected = ProtectedFiles(paths: [input])
+        try writeFolder(files, to: output, options: writing)
         return Summary(version: version, components: summary.map { ($0.0, $0.1, $0.2) }, droppedCount: dropped,
                        configurationSource: Set(origins).sorted().joined(separator: "; "), dtypes: written, scheduler: scheduler.className)
     }
@@ -149,8 +151,8 @@ public enum DiffusersFolderWriter {
     }
 
     static func readBytes(_ path: String) throws -> [UInt8] {
-        do { return Array(try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-            throw CheckpointError(file: path, "cannot read: \(error.localizedDescription)")
+        do { return try InputFile.readAll(path) } catch {
+            throw CheckpointError(file: path, "cannot read: \((error as? WeightsError)?.message ?? "\(error)")")
         }
     }
 
@@ -183,9 +185,9 @@ public enum DiffusersFolderWriter {
 
     /// Writes every file in a folder beside `output` and renames it into place (`AtomicFolder`; an
     /// existing `output` must be an empty folder, and rename(2) refuses it if it gained files meanwhile).
-    static func writeFolder(_ exported: [ExportedFile], to output: String) throws {
+    static func writeFolder(_ exported: [ExportedFile], to output: String, options: WriteOptions = WriteOptions()) throws {
         do {
-            try AtomicFolder.write(to: output, existing: .replaceIfEmpty) { staging in
+            try AtomicFolder.write(to: output, existing: .replaceIfEmpty, options: options) { staging in
                 for file in exported { try file.write(into: staging) }
             }
         } catch let error as CheckpointError {

@@ -261,6 +261,8 @@ public struct StableDiffusionComponentSummary: Sendable {
     public let parameters: Int
     /// Source tensors left out on purpose (position ids, the SD2 tower's last block, …).
     public let dropped: Int
+    /// Source tensors no known layout maps (e.g. a UNet whose block numbering is impossible).
+    public var unmapped = 0
 }
 
 extension StableDiffusionSource {
@@ -270,8 +272,9 @@ extension StableDiffusionSource {
             let (plan, renamed) = try plan(for: component)
             let shapes = Dictionary(renamed.orderedRecords.map { ($0.name, $0.shape) }, uniquingKeysWith: { first, _ in first })
             let targets = plan.targetShapes(sourceShapes: shapes)
-            let parameters = targets.values.reduce(0) { $0 + ($1?.reduce(1, *) ?? 0) }
-            return StableDiffusionComponentSummary(component: component, tensors: targets.count, parameters: parameters, dropped: plan.dropped.count)
+            let parameters = targets.values.reduce(0) { TensorShape.saturatingSum($0, $1.map { TensorShape.elementCount($0) ?? Int.max } ?? 0) }
+            return StableDiffusionComponentSummary(component: component, tensors: targets.count, parameters: parameters,
+                                                   dropped: plan.dropped.count, unmapped: plan.unknown.count)
         }
     }
 }

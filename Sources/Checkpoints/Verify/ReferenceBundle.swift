@@ -85,6 +85,9 @@ public struct OutputComparison: Sendable {
     /// max |a − b| / max |b|: the error relative to the output's scale.
     public let relativeError: Float
     public let passed: Bool
+    /// Why the values could not be compared, when they could not (shapes differ, a value is not finite);
+    /// the errors are then infinite.
+    public let problem: String?
 }
 
 public struct Tolerance: Sendable {
@@ -96,26 +99,52 @@ public struct Tolerance: Sendable {
         self.relative = relative
     }
 
-    /// Passes when max |a − b| ≤ absolute + relative · max |b|.
+    /// Passes when max |a − b| ≤ absolute + relative · max |b|, with the same shape and every value
+    /// finite in both: a reference holding ±inf or NaN is a broken bundle, never a pass.
     public func compare(name: String, computed: Tensor, expected: Tensor) -> OutputComparison {
         guard computed.shape == expected.shape else {
-            return OutputComparison(name: name, shape: computed.shape, maxAbsoluteError: .infinity, relativeError: .infinity, passed: false)
+            return failure(name, computed.shape, "shapes differ: computed \(computed.shape), expected \(expected.shape)")
         }
         var maxError: Float = 0, maxReference: Float = 0
-        var sawNaN = false
+        var firstNonFinite: (index: Int, computed: Float, expected: Float)?
+        var nonFiniteExpected = 0, nonFiniteComputed = 0
         computed.withUnsafeBufferPointer { a in
             expected.withUnsafeBufferPointer { b in
-                for i in 0..<a.count {
-                    let error = abs(a[i] - b[i])
-                    if error.isNaN { sawNaN = true }
-                    maxError = max(maxError, error)
+                for i in 0..<min(a.count, b.count) {
+                    guard a[i].isFinite, b[i].isFinite else {
+                        if !b[i].isFinite { nonFiniteExpected += 1 } else { nonFiniteComputed += 1 }
+                        if firstNonFinite == nil { firstNonFinite = (i, a[i], b[i]) }
+                        continue
+                    }
+                    maxError = max(maxError, abs(a[i] - b[i]))
                     maxReference = max(maxReference, abs(b[i]))
                 }
             }
         }
+        if let first = firstNonFinite {
+            let at = "at \(Self.position(first.index, in: expected.shape))"
+            if nonFiniteExpected > 0 {
+                return failure(name, computed.shape, "the expected output holds \(nonFiniteExpected) non-finite value(s) (first \(first.expected) \(at)): a broken bundle")
+            }
+            return failure(name, computed.shape, "the computed output holds \(nonFiniteComputed) non-finite value(s) (first \(first.computed) \(at))")
+        }
         let relativeError = maxReference > 0 ? maxError / maxReference : maxError
-        let passed = !sawNaN && maxError <= absolute + relative * maxReference
-        return OutputComparison(name: name, shape: computed.shape, maxAbsoluteError: sawNaN ? .nan : maxError,
-                                relativeError: sawNaN ? .nan : relativeError, passed: passed)
+        return OutputComparison(name: name, shape: computed.shape, maxAbsoluteError: maxError, relativeError: relativeError,
+                                passed: maxError <= absolute + relative * maxReference, problem: nil)
+    }
+
+    func failure(_ name: String, _ shape: [Int], _ problem: String) -> OutputComparison {
+        OutputComparison(name: name, shape: shape, maxAbsoluteError: .infinity, relativeError: .infinity, passed: false, problem: problem)
+    }
+
+    /// A flat row-major index as `[i, j, …]`.
+    static func position(_ flat: Int, in shape: [Int]) -> String {
+        var rest = flat
+        var indices = [Int](repeating: 0, count: shape.count)
+        for axis in shape.indices.reversed() where shape[axis] > 0 {
+            indices[axis] = rest % shape[axis]
+            rest /= shape[axis]
+        }
+        return "[" + indices.map(String.init).joined(separator: ", ") + "]"
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import WeightsIO
 
 /// `AutoencoderKL`'s config.json with diffusers' defaults (`autoencoder_kl.py __init__`); the SD
 /// preset is `stable_diffusion`.
@@ -76,8 +77,9 @@ public struct AutoencoderConfiguration: Codable, Equatable, Sendable {
 
     public static func read(_ path: String) throws -> AutoencoderConfiguration {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ModelError.invalidConfiguration("\(path): cannot read (\(error.localizedDescription))")
+        // Regular files only: a FIFO in a model folder must not hang the tool.
+        do { data = Data(try InputFile.readAll(path)) } catch {
+            throw ModelError.invalidConfiguration("\(path): cannot read (\(error))")
         }
         let configuration = try DiffusersConfigReader.decode(AutoencoderConfiguration.self, from: data, file: path)
         try configuration.validate()

@@ -1,4 +1,5 @@
 import Foundation
+import WeightsIO
 
 /// `UNet2DConditionModel`'s config.json: the fields SD 1.x/2.x use, with diffusers' defaults
 /// (`unet_2d_condition.py __init__`). Features beyond SD 1/2 (class/addition embeddings, other block
@@ -154,8 +155,9 @@ public struct UNetConfiguration: Codable, Equatable, Sendable {
 
     public static func read(_ path: String) throws -> UNetConfiguration {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ModelError.invalidConfiguration("\(path): cannot read (\(error.localizedDescription))")
+        // Regular files only: a FIFO in a model folder must not hang the tool.
+        do { data = Data(try InputFile.readAll(path)) } catch {
+            throw ModelError.invalidConfiguration("\(path): cannot read (\(error))")
         }
         let configuration = try DiffusersConfigReader.decode(UNetConfiguration.self, from: data, file: path)
         try configuration.validate()

@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import WeightsIO
 
 /// A CLIP byte-level BPE table: the built-in `bpe_simple_vocab_16e6.txt(.gz)` (lines 1…48,894 are merges) or a
 /// model folder's `vocab.json` + `merges.txt` (`init(huggingFaceVocabulary:merges:)`).
@@ -45,10 +46,10 @@ public struct BPEVocabulary: Sendable {
 
     static func read(_ url: URL) throws(TokenizerError) -> Data {
         do {
-            return try Data(contentsOf: url)
+            return Data(try InputFile.readAll(url.path))  // regular files only: never block on a FIFO
         } catch {
             if !FileManager.default.fileExists(atPath: url.path) { throw .vocabularyNotFound(searched: [url.path]) }
-            throw .unreadableVocabulary(path: url.path, reason: error.localizedDescription)
+            throw .unreadableVocabulary(path: url.path, reason: (error as? WeightsError)?.message ?? error.localizedDescription)
         }
     }
 
