@@ -1,5 +1,6 @@
 import CImageShim
 import Foundation
+import WeightsIO
 
 /// Decodes JPEG (libjpeg-turbo) and PNG (libpng) files into `RGBImage`, choosing the codec by
 /// content, never by file extension. Output matches what Pillow's `Image.open(...)` holds:
@@ -14,13 +15,33 @@ public enum ImageDecoder {
     public static let defaultMaxPixels = 178_956_970
 
     public static func decode(path: String, maxPixels: Int = defaultMaxPixels) throws -> RGBImage {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            throw ImagingError.unreadableFile(path: path, reason: error.localizedDescription)
+        return try decode(data: readRegularFile(path), source: path, maxPixels: maxPixels)
+    }
+
+    /// The file's bytes. Folders, FIFOs and devices are refused before they are read (a FIFO would
+    /// block, /dev/zero never end); the file is opened non-blocking and checked again by its
+    /// descriptor, so one swapped in between the two checks is refused too.
+    static func readRegularFile(_ path: String) throws -> Data {
+        if let problem = PathDiagnosis.notARegularFile(path) {
+            throw ImagingError.unreadableFile(path: path, reason: problem)
         }
-        return try decode(data: data, source: path, maxPixels: maxPixels)
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw ImagingError.unreadableFile(path: path, reason: String(cString: strerror(errno)))
+        }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw ImagingError.unreadableFile(path: path, reason: String(cString: strerror(errno)))
+        }
+        if let problem = PathDiagnosis.kindProblem(mode: info.st_mode) {
+            throw ImagingError.unreadableFile(path: path, reason: problem)
+        }
+        do {
+            return try handle.readToEnd() ?? Data()
+        } catch {
+            throw ImagingError.unreadableFile(path: path, reason: String(describing: error))
+        }
     }
 
     /// `source` names the data in error messages (a path, a URL, an archive member).

@@ -22,7 +22,7 @@ public enum WeightsReader {
     public static func open(_ path: String, options: ReadOptions = ReadOptions()) throws -> WeightStore {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw WeightsError(.io, file: path, "no such file or folder")
+            throw WeightsError(.io, file: path, PathDiagnosis.whyMissing(path))
         }
         if isDirectory.boolValue { return try openFolder(path, options: options) }
         return try openFile(path, options: options)

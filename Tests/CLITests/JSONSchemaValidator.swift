@@ -1,7 +1,7 @@
 import Foundation
 
 /// Checks a JSON value (as JSONSerialization gives it) against the subset of JSON Schema our published
-/// schemas (docs/schemas/) use: type, const, enum, properties, required, additionalProperties: false,
+/// schemas (docs/schemas/) use: type, const, enum, properties, required, additionalProperties (false or a schema),
 /// items, minimum, oneOf and local `$ref`s into `$defs`. Returns one line per violation, with its path.
 struct JSONSchemaValidator {
     let root: [String: Any]
@@ -46,6 +46,8 @@ struct JSONSchemaValidator {
                     problems += check(element, against: property, at: "\(path).\(key)")
                 } else if (schema["additionalProperties"] as? Bool) == false {
                     problems.append("\(path): key '\(key)' is not in the schema")
+                } else if let others = schema["additionalProperties"] as? [String: Any] {
+                    problems += check(element, against: others, at: "\(path).\(key)")
                 }
             }
         }

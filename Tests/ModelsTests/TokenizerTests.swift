@@ -147,7 +147,9 @@ final class TokenizerTests: XCTestCase {
         setenv(CLIPTokenizer.vocabularyEnvironmentKey, "/nonexistent/bpe.txt.gz", 1)
         defer { unsetenv(CLIPTokenizer.vocabularyEnvironmentKey) }
         XCTAssertThrowsError(try CLIPTokenizer()) { error in
-            XCTAssertEqual(error as? TokenizerError, .vocabularyNotFound(searched: ["/nonexistent/bpe.txt.gz"]))
+            XCTAssertEqual(error as? TokenizerError, .environmentVocabularyUnusable(variable: "SDSCLIP_BPE_VOCAB", path: "/nonexistent/bpe.txt.gz",
+                                                                                 problem: "no such file"))
+            XCTAssertFalse("\(error)".contains("init(vocabularyURL:)"), "\(error)")
         }
         setenv(CLIPTokenizer.vocabularyEnvironmentKey, Self.vocabularyURL.path, 1)
         XCTAssertEqual(try CLIPTokenizer().encode("mars"), [7496])

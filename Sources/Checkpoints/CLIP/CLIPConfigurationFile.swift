@@ -1,6 +1,7 @@
 import Foundation
 import WeightsIO
 import Models
+import WeightsIO
 
 /// Reads a CLIP configuration from the two file formats people have: transformers' `config.json`
 /// (`CLIPConfig`, or a bare `CLIPTextConfig`) and OpenCLIP's `{"model_cfg": …}` / model-config JSON.
@@ -28,8 +29,13 @@ public enum CLIPConfigurationFile {
         do { data = Data(try InputFile.readAll(path)) } catch {
             throw CheckpointError(file: path, "cannot read the configuration: \((error as? WeightsError)?.message ?? "\(error)")")
         }
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw CheckpointError(file: path, "the configuration is not a JSON object")
+        let parsed: Any
+        do { parsed = try JSONSerialization.jsonObject(with: data) } catch {
+            // Said apart from a well-formed file of the wrong shape, with the parser's position.
+            throw CheckpointError(file: path, "the configuration is not valid JSON: \(JSONSyntaxReport.problem(in: data) ?? String(describing: error))")
+        }
+        guard let object = parsed as? [String: Any] else {
+            throw CheckpointError(file: path, "the configuration is valid JSON but not an object ({…}) at the top level")
         }
         return object
     }

@@ -41,7 +41,7 @@ public struct StableDiffusionSource {
         self.path = path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CheckpointError(file: path, "no such file or folder")
+            throw CheckpointError(file: path, PathDiagnosis.whyMissing(path))
         }
         let options = ReadOptions(variant: variant)
         if isDirectory.boolValue {

@@ -1,4 +1,5 @@
 import Foundation
+import WeightsIO
 
 /// A diffusers config value that is either one number for every block or one per block
 /// (`attention_head_dim: 8` vs `[5, 10, 20, 20]`).
@@ -49,6 +50,10 @@ public enum DiffusersConfigReader {
         do {
             return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {
+            // A file that is not JSON at all is told apart from a bad value inside it, with its position.
+            if let syntax = JSONSyntaxReport.problem(in: data) {
+                throw ModelError.invalidConfiguration("\(file): not valid JSON: \(syntax)")
+            }
             throw ModelError.invalidConfiguration("\(file): \(describe(error))")
         }
     }
@@ -59,7 +64,9 @@ public enum DiffusersConfigReader {
         case let .typeMismatch(type, context): return "'\(path(context.codingPath))' is not a \(type): \(context.debugDescription)"
         case let .valueNotFound(type, context): return "'\(path(context.codingPath))' is missing a \(type)"
         case let .keyNotFound(key, _): return "required key '\(key.stringValue)' is missing"
-        case let .dataCorrupted(context): return "not valid JSON (\(context.debugDescription))"
+        case let .dataCorrupted(context):
+            return context.codingPath.isEmpty ? "not valid JSON (\(context.debugDescription))"
+                : "'\(path(context.codingPath))' is invalid: \(context.debugDescription)"
         @unknown default: return "\(error)"
         }
     }

@@ -28,7 +28,20 @@ public struct CLIPTokenizer: Sendable {
 
     /// Uses `SDSCLIP_BPE_VOCAB` if set, otherwise the vocabulary shipped in this module's resources.
     public init() throws(TokenizerError) {
-        try self.init(vocabularyURL: Self.locateVocabulary())
+        let url = try Self.locateVocabulary()
+        do {
+            try self.init(vocabularyURL: url)
+        } catch {
+            // A file the user named through the environment: say so, and what to set instead.
+            guard let override = Self.environmentOverride else { throw error }
+            let problem: String
+            if case .vocabularyNotFound = error { problem = "no such file" } else { problem = error.description }
+            throw .environmentVocabularyUnusable(variable: Self.vocabularyEnvironmentKey, path: override, problem: problem)
+        }
+    }
+
+    private static var environmentOverride: String? {
+        ProcessInfo.processInfo.environment[vocabularyEnvironmentKey].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     public init(vocabularyURL: URL) throws(TokenizerError) {

@@ -2,6 +2,8 @@
 public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     /// No vocabulary at any searched location.
     case vocabularyNotFound(searched: [String])
+    /// The file named by `SDSCLIP_BPE_VOCAB` is missing or bad; `problem` says how.
+    case environmentVocabularyUnusable(variable: String, path: String, problem: String)
     /// The file exists but could not be read.
     case unreadableVocabulary(path: String, reason: String)
     /// A gzip stream that zlib rejects; `offset` is the compressed byte offset reached.
@@ -17,7 +19,10 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .vocabularyNotFound(let searched):
             return "CLIP BPE vocabulary not found; looked in: \(searched.joined(separator: ", ")) "
-                + "(pass init(vocabularyURL:) or set SDSCLIP_BPE_VOCAB)"
+                + "(set SDSCLIP_BPE_VOCAB to a copy of bpe_simple_vocab_16e6.txt.gz, or keep sdsclip_Models.resources beside the binary)"
+        case .environmentVocabularyUnusable(let variable, let path, let problem):
+            return "\(variable)=\(path) cannot be used: \(problem); set \(variable) to a CLIP BPE vocabulary "
+                + "(bpe_simple_vocab_16e6.txt.gz, gzipped or plain), or unset it to use the one shipped with sdsclip"
         case .unreadableVocabulary(let path, let reason):
             return "cannot read CLIP BPE vocabulary \(path): \(reason)"
         case .corruptCompressedVocabulary(let path, let offset, let reason):
