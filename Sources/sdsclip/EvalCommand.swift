@@ -154,7 +154,9 @@ struct EvalCommand: ParsableCommand {
             let options = BenchmarkOptions(images: images, split: split ?? KarpathyReader.defaultSplit, classNames: classnames, templates: templates)
             let loaded = try BenchmarkLoader.open(benchmarkArguments.map(BenchmarkSpec.init(argument:)), options: options)
             if let unused = Self.unusedOptions(loaded, split: split, classnames: classnames, templates: templates) {
-                throw ValidationError(unused)
+                // Options that do not go together, found once the benchmarks are read: a usage error, as in validate().
+                printError("error: \(unused)")
+                throw ExitCode(64)
             }
             let inputs = Evaluator.inputs(loaded)
             // The teacher is loaded first, so that a teacher that cannot work fails before any CLIP work.

@@ -41,9 +41,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw error
     } catch let error as CleanExit {
         throw error
-    } catch let error as ValidationError {
-        // Options that do not go together, found once the inputs are read: a usage error (64), as before run().
-        throw error
+
     } catch {
         printError("error: \(error)")
         throw ExitCode(1)

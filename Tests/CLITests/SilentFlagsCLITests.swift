@@ -5,7 +5,7 @@ import XCTest
 final class SilentFlagsCLITests: XCTestCase {
     private func refused(_ arguments: [String], because phrase: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let run = try CLITests.sdsclip(arguments)
-        XCTAssertNotEqual(run.status, 0, "accepted: \(arguments)", file: file, line: line)
+        XCTAssertEqual(run.status, 64, "\(arguments): \(run.stderr)", file: file, line: line)
         XCTAssertTrue(run.stderr.contains(phrase), "\(arguments): \(run.stderr)", file: file, line: line)
         XCTAssertEqual(run.stdout, "", file: file, line: line)
     }
