@@ -137,8 +137,12 @@ struct EmbedCommand: ParsableCommand {
         var metadata = ["model": model]
         if result.images != nil { metadata["images"] = try jsonArray(result.imagePaths.map(JSONOutput.absolute)) }
         if result.texts != nil { metadata["texts"] = try jsonArray(texts) }
-        try SafetensorsWriter.write(tensors, metadata: metadata, to: output,
-                                    options: WriteOptions(protected: ProtectedFiles(paths: [model] + images + [config].compactMap { $0 })))
+        // SIGINT/SIGTERM/SIGHUP/SIGPIPE during the write remove the temp file, as in convert.
+        try InterruptCleanup.during { temporaries in
+            try SafetensorsWriter.write(tensors, metadata: metadata, to: output,
+                                        options: WriteOptions(protected: ProtectedFiles(paths: [model] + images + [config].compactMap { $0 }),
+                                                              temporaries: temporaries))
+        }
         printError("wrote \(output): " + tensors.map { "\($0.name) \($0.shape)" }.joined(separator: ", "))
     }
 

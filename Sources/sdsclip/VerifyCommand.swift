@@ -65,8 +65,11 @@ struct VerifyCommand: ParsableCommand {
                 let tensors = report.computed.sorted { $0.key < $1.key }.map { name, tensor in
                     SafetensorsWriter.Tensor(name: "outputs.\(name)", shape: tensor.shape, floats: tensor.scalars)
                 }
-                try SafetensorsWriter.write(tensors, metadata: ["component": report.component], to: saveOutputs,
-                                            options: WriteOptions(protected: ProtectedFiles(paths: [model, reference])))
+                try InterruptCleanup.during { temporaries in
+                    try SafetensorsWriter.write(tensors, metadata: ["component": report.component], to: saveOutputs,
+                                                options: WriteOptions(protected: ProtectedFiles(paths: [model, reference]),
+                                                                      temporaries: temporaries))
+                }
             }
             passed = report.passed
             if !json { print(passed ? "verify: passed" : "verify: FAILED (tolerance atol \(atol), rtol \(rtol))") }
