@@ -10,8 +10,12 @@ public enum ReportJSON {
         Array((PrettyJSON.render(value(report)) + "\n").utf8)
     }
 
+    /// The `schema` key's value: docs/schemas/eval.schema.json describes this version.
+    public static let schema = "sdsclip.eval/1"
+
     public static func value(_ report: EvaluationReport) -> JSONValue {
         object([
+            ("schema", .string(schema)),
             ("models", .array(report.models.map { model in
                 object([("label", .string(model.label)), ("images", integer(model.images)), ("captions", integer(model.captions)),
                         ("failed_images", integer(model.failedImages)), ("failed_captions", integer(model.failedCaptions)),
@@ -37,8 +41,8 @@ public enum ReportJSON {
     static func score(_ score: Score) -> JSONValue {
         var members: [(String, JSONValue)] = [("metric", .string(score.metric))]
         switch score.scope {
-        case .all: members += [("scope", .string("all")), ("subset", .null)]
-        case .subset(let name): members += [("scope", .string("subset")), ("subset", .string(name))]
+        case .all: members += [("scope", .string("all")), ("subset", .null), ("subsets", .null)]
+        case .subset(let name): members += [("scope", .string("subset")), ("subset", .string(name)), ("subsets", .null)]
         case .macro(let subsets): members += [("scope", .string("macro")), ("subset", .null), ("subsets", .array(subsets.map(JSONValue.string)))]
         }
         members.append(("items", integer(score.items)))
