@@ -17,10 +17,18 @@ shift 2
 case "$NAME" in safetensors|zip|pickle|torchscript|config|vocabulary) ;; *) echo "fuzz.sh: unknown harness '$NAME'" >&2; exit 64 ;; esac
 [[ "$SECONDS_TO_RUN" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: SECONDS must be a whole number" >&2; exit 64; }
 
-(cd fuzz && swift build -c release --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address --product "fuzz-$NAME" 2>&1 \
-   | grep -v "Cannot export local symbol" | grep -E "error|Compiling|Build" || true)
+BUILD_LOG=$(mktemp)
+# A failed build must stop the run: an older binary would fuzz code that is no longer there.
+if ! (cd fuzz && swift build -c release --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address \
+      --product "fuzz-$NAME" > "$BUILD_LOG" 2>&1); then
+  grep -v "Cannot export local symbol" "$BUILD_LOG" | grep -E "error" >&2
+  rm -f "$BUILD_LOG"
+  echo "fuzz.sh: the build of fuzz-$NAME failed" >&2
+  exit 1
+fi
+grep -E "^Build" "$BUILD_LOG" || true
+rm -f "$BUILD_LOG"
 BINARY=$ROOT/fuzz/.build/release/fuzz-$NAME
-[ -x "$BINARY" ] || { echo "fuzz.sh: build of fuzz-$NAME failed" >&2; exit 1; }
 
 CORPUS=$ROOT/fuzz/corpus/$NAME ARTIFACTS=$ROOT/fuzz/artifacts/$NAME
 mkdir -p "$CORPUS" "$ARTIFACTS"
