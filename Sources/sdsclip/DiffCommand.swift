@@ -127,88 +127,25 @@ enum DiffReport {
     }
 
     static func json(_ diff: WeightsDiff, a: Side, b: Side, filter: String?) throws -> String {
-        struct SideReport: Encodable { let path: String; let format: String; let files: [String]; let tensorCount: Int }
-        struct TensorReport: Encodable { let name: String; let dtype: String; let shape: [Int] }
-        struct Values: Encodable {
-            let elementCount: Int
-            let changedElements: Int
-            let maxAbs: Double
-            let relative: Double?
-            let maxAbsA: Double
-            enum CodingKeys: String, CodingKey { case elementCount, changedElements, maxAbs, relative, maxAbsA }
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(elementCount, forKey: .elementCount)
-                try c.encode(changedElements, forKey: .changedElements)
-                try c.encode(maxAbs, forKey: .maxAbs)
-                try c.encode(relative, forKey: .relative)   // null, not absent, when undefined
-                try c.encode(maxAbsA, forKey: .maxAbsA)
-            }
+        func side(_ s: Side) -> [String: Any] {
+            ["path": JSONOutput.absolute(s.path), "format": s.store.format.rawValue,
+             "files": s.store.sources.map(JSONOutput.absolute), "tensorCount": s.store.count]
         }
-        struct PairReport: Encodable {
-            let name: String
-            let dtypeA: String, dtypeB: String
-            let shapeA: [Int], shapeB: [Int]
-            let identical: Bool
-            let values: Values?
-            let notCompared: String?
-            enum CodingKeys: String, CodingKey { case name, dtypeA, dtypeB, shapeA, shapeB, identical, values, notCompared }
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(name, forKey: .name)
-                try c.encode(dtypeA, forKey: .dtypeA)
-                try c.encode(dtypeB, forKey: .dtypeB)
-                try c.encode(shapeA, forKey: .shapeA)
-                try c.encode(shapeB, forKey: .shapeB)
-                try c.encode(identical, forKey: .identical)
-                try c.encode(values, forKey: .values)
-                try c.encode(notCompared, forKey: .notCompared)
-            }
+        func tensor(_ t: WeightsDiff.Tensor) -> [String: Any] { ["name": t.name, "dtype": t.dtype.rawValue, "shape": t.shape] }
+        func values(_ v: WeightsDiff.ValueDifference) -> [String: Any] {
+            ["elementCount": v.elementCount, "changedElements": v.changedElements, "maxAbs": JSONOutput.number(v.maxAbs),
+             "relative": JSONOutput.orNull(v.relative.map(JSONOutput.number)), "maxAbsA": JSONOutput.number(v.maxAbsA)]
         }
-        struct Summary: Encodable { let onlyInA: Int; let onlyInB: Int; let changed: Int; let identical: Int; let differs: Bool }
-        struct Report: Encodable {
-            let schema: String
-            let a: SideReport, b: SideReport
-            let filter: String?
-            let onlyInA: [TensorReport], onlyInB: [TensorReport]
-            let inBoth: [PairReport]
-            let summary: Summary
-            enum CodingKeys: String, CodingKey { case schema, a, b, filter, onlyInA, onlyInB, inBoth, summary }
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(schema, forKey: .schema)
-                try c.encode(a, forKey: .a)
-                try c.encode(b, forKey: .b)
-                try c.encode(filter, forKey: .filter)
-                try c.encode(onlyInA, forKey: .onlyInA)
-                try c.encode(onlyInB, forKey: .onlyInB)
-                try c.encode(inBoth, forKey: .inBoth)
-                try c.encode(summary, forKey: .summary)
-            }
+        let pairs: [[String: Any]] = diff.inBoth.map { p in
+            ["name": p.name, "dtypeA": p.dtypeA.rawValue, "dtypeB": p.dtypeB.rawValue, "shapeA": p.shapeA, "shapeB": p.shapeB,
+             "identical": p.isIdentical, "values": JSONOutput.orNull(p.values.map(values)), "notCompared": JSONOutput.orNull(p.notCompared)]
         }
-        func side(_ s: Side) -> SideReport {
-            SideReport(path: absolute(s.path), format: s.store.format.rawValue, files: s.store.sources.map(absolute), tensorCount: s.store.count)
-        }
-        func tensor(_ t: WeightsDiff.Tensor) -> TensorReport { TensorReport(name: t.name, dtype: t.dtype.rawValue, shape: t.shape) }
-        let pairs = diff.inBoth.map { p in
-            PairReport(name: p.name, dtypeA: p.dtypeA.rawValue, dtypeB: p.dtypeB.rawValue, shapeA: p.shapeA, shapeB: p.shapeB,
-                       identical: p.isIdentical,
-                       values: p.values.map { Values(elementCount: $0.elementCount, changedElements: $0.changedElements,
-                                                     maxAbs: $0.maxAbs, relative: $0.relative, maxAbsA: $0.maxAbsA) },
-                       notCompared: p.notCompared)
-        }
-        let report = Report(schema: "sdsclip.diff/1", a: side(a), b: side(b), filter: filter,
-                            onlyInA: diff.onlyInA.map(tensor), onlyInB: diff.onlyInB.map(tensor), inBoth: pairs,
-                            summary: Summary(onlyInA: diff.onlyInA.count, onlyInB: diff.onlyInB.count, changed: diff.changed.count,
-                                             identical: diff.identicalCount, differs: diff.hasDifferences))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // A value can move to infinity; JSON has no number for it, so it is spelled as a string.
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(report), as: UTF8.self)
-    }
-
-    static func absolute(_ path: String) -> String {
-        URL(fileURLWithPath: path).standardizedFileURL.path
+        let report: [String: Any] = [
+            "schema": "sdsclip.diff/1", "a": side(a), "b": side(b), "filter": JSONOutput.orNull(filter),
+            "onlyInA": diff.onlyInA.map(tensor), "onlyInB": diff.onlyInB.map(tensor), "inBoth": pairs,
+            "summary": ["onlyInA": diff.onlyInA.count, "onlyInB": diff.onlyInB.count, "changed": diff.changed.count,
+                        "identical": diff.identicalCount, "differs": diff.hasDifferences],
+        ]
+        return try JSONOutput.render(report)
     }
 }

@@ -14,6 +14,13 @@ enum JSONOutput {
     /// Paths in reports are absolute, so a report stays meaningful away from the shell that made it.
     static func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
 
+    /// A Double as a JSON number, non-finite values spelled as strings as for Float.
+    static func number(_ value: Double) -> Any {
+        if value.isNaN { return "nan" }
+        if value.isInfinite { return value > 0 ? "inf" : "-inf" }
+        return value
+    }
+
     /// A Float as a JSON number; JSON has none for NaN and the infinities, spelled as strings.
     static func number(_ value: Float) -> Any {
         if value.isNaN { return "nan" }

@@ -97,60 +97,19 @@ enum VerifyReport {
 
     static func json(_ report: ModelVerifier.Report, model: String, reference: String, teacher: String?,
                      tolerance: Tolerance) throws -> String {
-        struct Output: Encodable {
-            let name: String
-            let shape: [Int]
-            let passed: Bool
-            let maxAbs: Double?
-            let relative: Double?
-            let problem: String?
-            enum CodingKeys: String, CodingKey { case name, shape, passed, maxAbs, relative, problem }
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(name, forKey: .name)
-                try c.encode(shape, forKey: .shape)
-                try c.encode(passed, forKey: .passed)
-                try c.encode(maxAbs, forKey: .maxAbs)
-                try c.encode(relative, forKey: .relative)
-                try c.encode(problem, forKey: .problem)
-            }
-        }
-        struct Limits: Encodable { let absolute: Double; let relative: Double }
-        struct Report: Encodable {
-            let schema: String
-            let model: String, reference: String, teacher: String?
-            let component: String
-            let tolerance: Limits
-            let notes: [String]
-            let outputs: [Output]
-            let passed: Bool
-            enum CodingKeys: String, CodingKey { case schema, model, reference, teacher, component, tolerance, notes, outputs, passed }
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(schema, forKey: .schema)
-                try c.encode(model, forKey: .model)
-                try c.encode(reference, forKey: .reference)
-                try c.encode(teacher, forKey: .teacher)
-                try c.encode(component, forKey: .component)
-                try c.encode(tolerance, forKey: .tolerance)
-                try c.encode(notes, forKey: .notes)
-                try c.encode(outputs, forKey: .outputs)
-                try c.encode(passed, forKey: .passed)
-            }
-        }
         // An output that could not be compared (shapes differ, a value is not finite) has null errors and a problem.
-        let outputs = report.comparisons.map { c in
-            Output(name: c.name, shape: c.shape, passed: c.passed,
-                   maxAbs: c.problem == nil ? Double(c.maxAbsoluteError) : nil,
-                   relative: c.problem == nil ? Double(c.relativeError) : nil, problem: c.problem)
+        let outputs: [[String: Any]] = report.comparisons.map { c in
+            ["name": c.name, "shape": c.shape, "passed": c.passed,
+             "maxAbs": c.problem == nil ? JSONOutput.number(c.maxAbsoluteError) : NSNull(),
+             "relative": c.problem == nil ? JSONOutput.number(c.relativeError) : NSNull(),
+             "problem": JSONOutput.orNull(c.problem)]
         }
-        let value = Report(schema: "sdsclip.verify/1", model: DiffReport.absolute(model), reference: DiffReport.absolute(reference),
-                           teacher: teacher.map(DiffReport.absolute), component: report.component,
-                           tolerance: Limits(absolute: Double(tolerance.absolute), relative: Double(tolerance.relative)),
-                           notes: report.notes, outputs: outputs, passed: report.passed)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
+        let value: [String: Any] = [
+            "schema": "sdsclip.verify/1", "model": JSONOutput.absolute(model), "reference": JSONOutput.absolute(reference),
+            "teacher": JSONOutput.orNull(teacher.map(JSONOutput.absolute)), "component": report.component,
+            "tolerance": ["absolute": JSONOutput.number(tolerance.absolute), "relative": JSONOutput.number(tolerance.relative)],
+            "notes": report.notes, "outputs": outputs, "passed": report.passed,
+        ]
+        return try JSONOutput.render(value)
     }
 }

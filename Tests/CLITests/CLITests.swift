@@ -35,6 +35,23 @@ final class CLITests: XCTestCase {
                    stderr: String(decoding: errData, as: UTF8.self))
     }
 
+    /// A safetensors file of F32 tensors (name, shape, values), written byte by byte: this target links
+    /// only the executable, not WeightsIO.
+    static func writeSafetensors(_ tensors: [(String, [Int], [Float])], to url: URL) throws {
+        var header: [String] = []
+        var data: [UInt8] = []
+        for (name, shape, values) in tensors {
+            let start = data.count
+            values.withUnsafeBytes { data.append(contentsOf: $0) }  // little-endian hosts, as safetensors stores them
+            header.append("\"\(name)\":{\"dtype\":\"F32\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(start),\(data.count)]}")
+        }
+        var json = Array(("{" + header.joined(separator: ",") + "}").utf8)
+        while json.count % 8 != 0 { json.append(0x20) }
+        var file: [UInt8] = []
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file += $0 }
+        try Data(file + json + data).write(to: url)
+    }
+
     func temporaryFolder() throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("sdsclip-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)

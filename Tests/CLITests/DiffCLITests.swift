@@ -5,22 +5,6 @@ import XCTest
 final class DiffCLITests: XCTestCase {
     private func sdsclip(_ arguments: [String]) throws -> CLITests.Run { try CLITests.sdsclip(arguments) }
 
-    /// A safetensors file of F32 tensors, written byte by byte (name → (shape, values)).
-    private func writeSafetensors(_ tensors: [(String, [Int], [Float])], to url: URL) throws {
-        var header: [String] = []
-        var data: [UInt8] = []
-        for (name, shape, values) in tensors {
-            let start = data.count
-            for value in values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data += $0 } }
-            header.append("\"\(name)\":{\"dtype\":\"F32\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(start),\(data.count)]}")
-        }
-        var json = Array(("{" + header.joined(separator: ",") + "}").utf8)
-        while json.count % 8 != 0 { json.append(0x20) }
-        var file: [UInt8] = []
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file += $0 }
-        try Data(file + json + data).write(to: url)
-    }
-
     func testSameWeightsInTwoFormatsHaveNoDifferences() throws {
         let run = try sdsclip(["diff", "fixtures/clip/hf/model.safetensors", "fixtures/clip/hf/pytorch_model.bin", "--exit-code"])
         XCTAssertEqual(run.status, 0, run.stderr)
@@ -32,9 +16,9 @@ final class DiffCLITests: XCTestCase {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let a = folder.appendingPathComponent("a.safetensors"), b = folder.appendingPathComponent("b.safetensors")
-        try writeSafetensors([("enc.layer_norm.weight", [4], [1, 1, 1, 1]), ("enc.fc.weight", [2, 2], [0.5, -2, 0, 1]),
+        try CLITests.writeSafetensors([("enc.layer_norm.weight", [4], [1, 1, 1, 1]), ("enc.fc.weight", [2, 2], [0.5, -2, 0, 1]),
                               ("enc.gone", [1], [3]), ("enc.reshaped", [4], [1, 2, 3, 4])], to: a)
-        try writeSafetensors([("enc.layer_norm.weight", [4], [1, 1.25, 1, 0.5]), ("enc.fc.weight", [2, 2], [0.5, -2, 0, 1]),
+        try CLITests.writeSafetensors([("enc.layer_norm.weight", [4], [1, 1.25, 1, 0.5]), ("enc.fc.weight", [2, 2], [0.5, -2, 0, 1]),
                               ("enc.new", [1], [3]), ("enc.reshaped", [2, 2], [1, 2, 3, 4])], to: b)
 
         let text = try sdsclip(["diff", a.path, b.path])

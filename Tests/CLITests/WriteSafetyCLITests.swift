@@ -22,22 +22,9 @@ final class WriteSafetyCLITests: XCTestCase {
 
     func temporaries(_ folder: URL) throws -> [String] { try entries(folder).filter { $0.hasPrefix(".") } }
 
-    /// A safetensors file of one F32 tensor of `count` distinct values, written by hand (this target
-    /// links only the executable).
+    /// A safetensors file of one F32 tensor of `count` distinct values.
     func writeInput(_ path: URL, count: Int) throws {
-        let header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[\(count)],\"data_offsets\":[0,\(count * 4)]}}"
-        var headerBytes = Array(header.utf8)
-        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
-        var file = Data()
-        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(contentsOf: headerBytes)
-        var values = [Float](repeating: 0, count: count)
-        values.withUnsafeMutableBufferPointer { buffer in
-            guard let base = buffer.baseAddress else { return }
-            for index in 0..<count { base[index] = Float(index % 65_521) * 0.25 }
-        }
-        values.withUnsafeBytes { file.append(contentsOf: $0) }
-        try file.write(to: path)
+        try CLITests.writeSafetensors([("w", [count], (0..<count).map { Float($0 % 65_521) * 0.25 })], to: path)
     }
 
     func start(_ arguments: [String]) throws -> Process {
