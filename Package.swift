@@ -27,6 +27,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs"),
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
+        // Open MPI (libopenmpi-dev) for `mpirun -np N sdsclip finetune`: linked always, initialised only under mpirun.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         .target(name: "WeightsIO", dependencies: ["CZlib"]),
         // Row kernels (softmax exp) with runtime AVX2/FMA dispatch; the package stays baseline x86-64.
@@ -47,10 +49,14 @@ let package = Package(
         .target(name: "SDSTraining", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO", "CArchive", "Evaluation",
                                                    .product(name: "Yams", package: "Yams")]),
         .target(name: "Evaluation", dependencies: ["Checkpoints", "Models", "Tensors", "Imaging", "WeightsIO"]),
+        // MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM are C macros Swift cannot import: functions over them.
+        .target(name: "CMPIShim", dependencies: ["CMPI"]),
+        // The MPI process group of a data-parallel fine-tune (SDSTraining itself never links MPI).
+        .target(name: "DataParallel", dependencies: ["SDSTraining", "CMPIShim"]),
         .executableTarget(
             name: "sdsclip",
             dependencies: [
-                "WeightsIO", "Tensors", "Models", "Checkpoints", "Imaging", "SDSTraining", "Evaluation",
+                "WeightsIO", "Tensors", "Models", "Checkpoints", "Imaging", "SDSTraining", "Evaluation", "DataParallel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

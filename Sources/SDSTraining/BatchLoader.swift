@@ -15,6 +15,9 @@ public struct TrainingBatch: Sendable {
     /// Since the loader started (not since the resumed run's beginning).
     public let badSamples: BadSampleCounts
     public let itemsSeen: Int
+    /// A batch of the global sequence that another rank computes (`Configuration.share`): only its
+    /// `epoch` and `positionAfter` are filled in; nothing of it was decoded.
+    public var isPlaceholder = false
 }
 
 /// Decodes (`ImageDecoder`) and preprocesses (`CLIPPreprocessor`, Pillow-exact as `sdsclip embed`)
@@ -42,6 +45,13 @@ public final class BatchLoader {
         public var maximumBadFraction = 0.05
         /// The share is judged from this many items on, and at the end of every epoch.
         public var minimumItemsForBadCheck = 20
+        /// Data parallelism. Indexed layouts: batch boundaries come from checks that need no decoding
+        /// (manifest records, image files present), so every rank knows the global sequence of
+        /// batches; this rank decodes only the batches it owns and gets placeholders for the others.
+        /// An owned image that then fails to decode shrinks its batch (the others cannot refill it
+        /// without decoding everything). Webdataset: only the rank's shards are read, as usual.
+        /// Bad items count towards the rank owning the batch they fall in.
+        public var share: DataShare?
 
         public init(batchSize: Int, resolution: Int, order: DataOrder) {
             self.batchSize = batchSize
@@ -174,12 +184,14 @@ struct BatchProducer: Sendable {
     }
 
     func run() {
+        if let share = configuration.share, case .indexed = dataset { return runShared(share) }
         var tally = Tally()
         var epoch = configuration.startEpoch
         var start = configuration.startPosition
         var epochsLeft = configuration.epochs
         while epochsLeft.map({ $0 > 0 }) ?? true {
-            let stream = SampleStream(dataset: dataset, order: configuration.order, epoch: epoch, position: start)
+            let stream = SampleStream(dataset: dataset, order: configuration.order, epoch: epoch, position: start,
+                                      share: configuration.share)
             var pending: [(key: String, caption: String, image: RGBImage)] = []
             var batches = 0
             while let item = stream.next() {
@@ -229,6 +241,72 @@ struct BatchProducer: Sendable {
         _ = queue.push(.end(tally.counts, itemsSeen: tally.seen))
     }
 
+    /// Indexed data split between ranks (see `Configuration.share`).
+    private func runShared(_ share: DataShare) {
+        var tally = Tally()
+        var epoch = configuration.startEpoch
+        var start = configuration.startPosition
+        var epochsLeft = configuration.epochs
+        var index = 0  // global batches since the loader started: the owner of the one being filled is index % ranks
+        while epochsLeft.map({ $0 > 0 }) ?? true {
+            let stream = SampleStream(dataset: dataset, order: configuration.order, epoch: epoch, position: start)
+            var pending: [TrainingSample] = []
+            var batches = 0
+            while let item = stream.next() {
+                if queue.isCancelled { return }
+                let owned = share.owns(index)
+                if owned { tally.seen += 1 }
+                switch item {
+                case .bad(let bad):
+                    if owned { record(bad, in: &tally) }
+                case .sample(let sample):
+                    if case .file(let path) = sample.image, !FileManager.default.fileExists(atPath: path) {
+                        if owned { record(BadSample(key: sample.key, kind: .missingImage, detail: "\(path) does not exist"), in: &tally) }
+                    } else {
+                        pending.append(sample)
+                    }
+                }
+                if owned, tally.seen >= configuration.minimumItemsForBadCheck, let error = tooManyBad(tally) {
+                    _ = queue.push(.failure(error))
+                    return
+                }
+                guard pending.count == configuration.batchSize else { continue }
+                let message: TrainingBatch
+                if owned {
+                    var decoded: [(key: String, caption: String, image: RGBImage)] = []
+                    for sample in pending {
+                        switch SampleDecoder.decode(sample) {
+                        case .success(let image): decoded.append((sample.key, sample.caption, image))
+                        case .failure(let bad): record(bad, in: &tally)
+                        }
+                    }
+                    message = batch(decoded, epoch: epoch, position: stream.position, tally: tally)
+                } else {
+                    message = TrainingBatch(keys: [], captions: [], pixels: [], shape: [0], epoch: epoch, positionAfter: stream.position,
+                                            badSamples: tally.counts, itemsSeen: tally.seen, isPlaceholder: true)
+                }
+                guard queue.push(.batch(message)) else { return }
+                pending.removeAll(keepingCapacity: true)
+                batches += 1
+                index += 1
+            }
+            if tally.seen > 0, let error = tooManyBad(tally) {
+                _ = queue.push(.failure(error))
+                return
+            }
+            if batches == 0 && start == 0 {
+                _ = queue.push(.failure(DataError(
+                    file: datasetName, at: "epoch \(epoch)",
+                    "no batch: the epoch has \(stream.position) items, fewer than the batch size \(configuration.batchSize) of them usable")))
+                return
+            }
+            epoch += 1
+            start = 0
+            epochsLeft = epochsLeft.map { $0 - 1 }
+        }
+        _ = queue.push(.end(tally.counts, itemsSeen: tally.seen))
+    }
+
     private func record(_ bad: BadSample, in tally: inout Tally) {
         tally.counts.add(bad.kind)
         if tally.examples.count < Self.examplesKept { tally.examples.append(bad) }
@@ -237,11 +315,16 @@ struct BatchProducer: Sendable {
 
     private func send(_ pending: [(key: String, caption: String, image: RGBImage)], epoch: Int, position: Int,
                       tally: Tally) -> Bool {
-        let stacked = preprocessor.processBatch(pending.map(\.image))
-        let batch = TrainingBatch(keys: pending.map(\.key), captions: pending.map(\.caption), pixels: stacked.values,
-                                  shape: stacked.shape, epoch: epoch, positionAfter: position,
-                                  badSamples: tally.counts, itemsSeen: tally.seen)
-        return queue.push(.batch(batch))
+        queue.push(.batch(batch(pending, epoch: epoch, position: position, tally: tally)))
+    }
+
+    private func batch(_ pending: [(key: String, caption: String, image: RGBImage)], epoch: Int, position: Int,
+                       tally: Tally) -> TrainingBatch {
+        let stacked = pending.isEmpty ? (values: [Float](), shape: [0, 3, configuration.resolution, configuration.resolution])
+                                      : preprocessor.processBatch(pending.map(\.image))
+        return TrainingBatch(keys: pending.map(\.key), captions: pending.map(\.caption), pixels: stacked.values,
+                             shape: stacked.shape, epoch: epoch, positionAfter: position,
+                             badSamples: tally.counts, itemsSeen: tally.seen)
     }
 
     private func tooManyBad(_ tally: Tally) -> DataError? {

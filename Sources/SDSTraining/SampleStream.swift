@@ -59,14 +59,15 @@ public final class SampleStream: Sequence, IteratorProtocol {
         case sharded(ShardCursor)
     }
 
-    public init(dataset: TrainingDataset, order: DataOrder, epoch: Int, position start: Int = 0) {
+    /// `share`: webdataset only, the shards at this rank's places of the epoch's shard order.
+    public init(dataset: TrainingDataset, order: DataOrder, epoch: Int, position start: Int = 0, share: DataShare? = nil) {
         self.epoch = epoch
         switch dataset {
         case .indexed(let indexed):
             source = .indexed(indexed, order: order.permutation(count: indexed.items.count, epoch: epoch))
             position = Swift.min(Swift.max(0, start), indexed.items.count)
         case .sharded(let sharded):
-            source = .sharded(ShardCursor(dataset: sharded, order: order, epoch: epoch))
+            source = .sharded(ShardCursor(dataset: sharded, order: order, epoch: epoch, share: share))
             while position < start, next() != nil {}
         }
     }
@@ -90,24 +91,29 @@ final class ShardCursor {
     private let order: DataOrder
     private let epoch: Int
     private let shardOrder: [Int]
-    private var slot = -1
+    /// The places of `shardOrder` this cursor reads (all, or one rank's share).
+    private let slots: [Int]
+    private var place = -1
     private var current: ShuffleBuffer?
 
-    init(dataset: ShardedDataset, order: DataOrder, epoch: Int) {
+    init(dataset: ShardedDataset, order: DataOrder, epoch: Int, share: DataShare? = nil) {
         self.dataset = dataset
         self.order = order
         self.epoch = epoch
         self.shardOrder = order.shardOrder(count: dataset.shards.count, epoch: epoch)
+        self.slots = shardOrder.indices.filter { share?.owns($0) ?? true }
     }
 
     func next() -> DataItem? {
         while true {
             if let item = current?.next() { return item }
-            slot += 1
-            guard slot < shardOrder.count else {
+            place += 1
+            guard place < slots.count else {
                 current = nil
                 return nil
             }
+            // The buffer's randomness follows the shard's place in the epoch order, whoever reads it.
+            let slot = slots[place]
             let items = dataset.items(ofShard: shardOrder[slot])
             current = ShuffleBuffer(items, capacity: order.shuffle ? order.shuffleBuffer : 1,
                                     random: order.bufferGenerator(epoch: epoch, slot: slot))

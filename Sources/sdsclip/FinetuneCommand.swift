@@ -1,4 +1,5 @@
 import ArgumentParser
+import DataParallel
 import Foundation
 import SDSTraining
 
@@ -65,6 +66,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .customLong("log-every"), help: help("log-every")) var logEvery: String?
     @Option(name: .customLong("max-bad-fraction"), help: help("max-bad-fraction")) var maxBadFraction: String?
     @Option(name: .customLong("shuffle-buffer"), help: help("shuffle-buffer")) var shuffleBuffer: String?
+    @Option(name: .customLong("collective-timeout"), help: help("collective-timeout")) var collectiveTimeout: String?
     @Option(name: .customLong("eval-every"), help: help("eval-every")) var evalEvery: String?
     @Option(name: .customLong("eval"), parsing: .upToNextOption, help: help("eval")) var eval: [String] = []
 
@@ -115,6 +117,7 @@ struct FinetuneCommand: ParsableCommand {
             ("log-every", logEvery),
             ("max-bad-fraction", maxBadFraction),
             ("shuffle-buffer", shuffleBuffer),
+            ("collective-timeout", collectiveTimeout),
             ("eval-every", evalEvery)
         ]
         var values: [String: Any] = [:]
@@ -124,63 +127,112 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     func run() throws {
-        var interruptedStatus: Int32?
-        try reportingErrors {
-            var configuration = FinetuneConfiguration()
-            let flags = givenFlags
-            var checkpointPath: String?
-            if let resume {
-                // The checkpoint's settings first, so a resume needs nothing but --out and --resume.
-                let out = (flags["out"] as? String) ?? ""
-                if resume == "latest", !Trainer.hasCheckpoint(in: out), flags["clip"] != nil, flags["teacher"] != nil, flags["data"] != nil {
-                    // Stopped before its first checkpoint: the full command starts again from step 0.
-                    printError("no checkpoint in \(out)/checkpoints yet: starting from step 0")
-                } else {
-                    let path = resume == "latest" ? try Trainer.latestCheckpoint(in: out) : resume
-                    let saved = try TrainingCheckpoint.read(path)
-                    try configuration.apply(saved.configuration, origin: path + "/state.json")
-                    checkpointPath = path
-                }
-            }
-            if let config { try configuration.apply(FinetuneConfiguration.readFile(config), origin: config) }
-            try configuration.apply(flags, origin: "command line")
-            if printConfig {
-                print(configuration.json)
-                return
-            }
-            try configuration.validate()
-            try safety.admit([configuration.clip, configuration.teacher])
-            if checkpointPath == nil, resume == nil, let out = configuration.out, !TrainingCheckpointFolder.isFresh(out) {
-                throw ConfigurationError("\(out) already holds a fine-tune run; continue it with --resume latest, or choose another --out")
-            }
-            let trainer = try Trainer(configuration: configuration, resume: checkpointPath) { printError($0) }
-            let stop = StopRequest()
-            let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { stop.request(number == SIGINT ? "SIGINT" : "SIGTERM") }
-                source.resume()
-                return source
-            }
-            defer { signals.forEach { $0.cancel() } }
-            let monitor = TrainingMonitor(folder: configuration.out ?? ".", logEvery: configuration.logEvery) {
-                FileHandle.standardError.write(Data($0.utf8))
-            }
-            let summary = try trainer.run(stop: stop, monitor: monitor)
-            if let reason = summary.stoppedBy {
-                printError("stopped by \(reason) after step \(summary.steps); checkpoint \(summary.lastCheckpoint)")
-                printError("continue with: sdsclip finetune --out \(configuration.out ?? "OUT") --resume latest")
-                interruptedStatus = reason == "SIGINT" ? 130 : 143
-                return
-            }
-            if let losses = summary.losses {
-                print(String(format: "finished %d steps: loss %.4f (L_CLIP %.4f, L_SDS %.4f)", summary.steps, losses.total, losses.clip, losses.sds))
-            }
-            if let final = summary.finalFolder { print("distilled CLIP: \(final) (h_w in \(final)/latent_map/)") }
-            print("checkpoint:     \(summary.lastCheckpoint)")
-            print("metrics:        \(monitor.metricsPath)")
-            print("loss plot:      \(monitor.plotPath)")
+        // Under mpirun every rank runs this; without it, MPI is never touched (the same run as ever).
+        guard MPIProcessGroup.isLaunched() else {
+            var interruptedStatus: Int32?
+            try reportingErrors { interruptedStatus = try job(group: SingleProcess(), mpi: nil) }
+            if let interruptedStatus { throw ExitCode(interruptedStatus) }
+            return
         }
-        if let interruptedStatus { throw ExitCode(interruptedStatus) }
+        let mpi: MPIProcessGroup
+        do { mpi = try MPIProcessGroup() } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        let status: Int32?
+        do {
+            status = try job(group: mpi, mpi: mpi)
+        } catch let exit as CleanExit {
+            mpi.finish()
+            throw exit
+        } catch {
+            // One rank's failure ends every rank, named, instead of leaving the others in a collective.
+            printError("rank \(mpi.rank) failed: \(error)")
+            mpi.abort(code: 1)
+        }
+        mpi.finish()
+        if let status { throw ExitCode(status) }
+    }
+
+    /// The fine-tune on one rank (of one, or of an mpirun job). Returns the exit status of an interrupted run.
+    func job(group: ProcessGroup, mpi: MPIProcessGroup?) throws -> Int32? {
+        let reporting = group.rank == 0
+        var configuration = FinetuneConfiguration()
+        let flags = givenFlags
+        var checkpointPath: String?
+        if let resume {
+            // The checkpoint's settings first, so a resume needs nothing but --out and --resume.
+            let out = (flags["out"] as? String) ?? ""
+            if resume == "latest", !Trainer.hasCheckpoint(in: out), flags["clip"] != nil, flags["teacher"] != nil, flags["data"] != nil {
+                // Stopped before its first checkpoint: the full command starts again from step 0.
+                if reporting { printError("no checkpoint in \(out)/checkpoints yet: starting from step 0") }
+            } else {
+                let path = resume == "latest" ? try Trainer.latestCheckpoint(in: out) : resume
+                let saved = try TrainingCheckpoint.read(path)
+                try configuration.apply(saved.configuration, origin: path + "/state.json")
+                checkpointPath = path
+            }
+        }
+        if let config { try configuration.apply(FinetuneConfiguration.readFile(config), origin: config) }
+        try configuration.apply(flags, origin: "command line")
+        if printConfig {
+            if reporting { print(configuration.json) }
+            return nil
+        }
+        try configuration.validate()
+        try safety.admit([configuration.clip, configuration.teacher])
+        // Rank 0 alone judges the folder: the others might already see its first metrics file.
+        if reporting, checkpointPath == nil, resume == nil, let out = configuration.out, !TrainingCheckpointFolder.isFresh(out) {
+            throw ConfigurationError("\(out) already holds a fine-tune run; continue it with --resume latest, or choose another --out")
+        }
+        mpi?.timeout = Double(configuration.collectiveTimeout)
+        let prefix = group.size > 1 ? "rank \(group.rank): " : ""
+        let trainer = try Trainer(configuration: configuration, resume: checkpointPath, group: group) { printError(prefix + $0) }
+        if let mpi, reporting {
+            printError("data parallel: global batch \(mpi.size * configuration.batchSize * configuration.accumulation) = \(mpi.size) ranks × batch-size \(configuration.batchSize) × accumulation \(configuration.accumulation) (rank 0 on \(mpi.hostName))")
+        }
+        let stop = StopRequest()
+        // mpirun forwards SIGUSR1 to every rank (not SIGINT/SIGTERM, which it turns into a kill): under it,
+        // SIGUSR1 is the clean stop.
+        let names: [Int32: String] = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGUSR1: "SIGUSR1"]
+        let signals = (mpi == nil ? [SIGINT, SIGTERM] : [SIGINT, SIGTERM, SIGUSR1]).map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { stop.request(names[number] ?? "a signal") }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
+        let monitor = TrainingMonitor(folder: configuration.out ?? ".", logEvery: configuration.logEvery) {
+            FileHandle.standardError.write(Data($0.utf8))
+        }
+        let summary = try trainer.run(stop: stop, monitor: monitor)
+        guard reporting else { return summary.stoppedBy.map(Self.status) }
+        if let reason = summary.stoppedBy {
+            printError("stopped by \(reason) after step \(summary.steps); checkpoint \(summary.lastCheckpoint)")
+            printError("continue with: sdsclip finetune --out \(configuration.out ?? "OUT") --resume latest")
+            return Self.status(reason)
+        }
+        if let losses = summary.losses {
+            print(String(format: "finished %d steps: loss %.4f (L_CLIP %.4f, L_SDS %.4f)", summary.steps, losses.total, losses.clip, losses.sds))
+        }
+        if mpi != nil, summary.stepSeconds > 0 {
+            print(String(format: "all-reduce:     %.3f s of %.3f s in steps (%.1f %%, rank 0)", summary.allReduceSeconds, summary.stepSeconds,
+                         100 * summary.allReduceSeconds / summary.stepSeconds))
+        }
+        if let final = summary.finalFolder { print("distilled CLIP: \(final) (h_w in \(final)/latent_map/)") }
+        print("checkpoint:     \(summary.lastCheckpoint)")
+        print("metrics:        \(monitor.metricsPath)")
+        print("loss plot:      \(monitor.plotPath)")
+        return nil
+    }
+
+    /// The shell's 128 + N for the signal that stopped the run.
+    static func status(_ reason: String) -> Int32 {
+        switch reason {
+        case "SIGINT": return 130
+        case "SIGUSR1": return 138
+        default: return 143
+        }
     }
 }

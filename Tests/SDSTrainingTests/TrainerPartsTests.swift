@@ -167,7 +167,7 @@ final class TrainerPartsTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let state = AdamW.ParameterState(step: 3, firstMoment: Tensor.randn(shape: [2, 3], seed: 1), secondMoment: Tensor.randn(shape: [2, 3], seed: 2))
         for step in [2, 4, 6] {
-            let progress = TrainingProgress(step: step, epoch: 1, position: 8, randomState: 42, samplesSeen: 24, badSamples: 1, elapsedSeconds: 1.5)
+            let progress = TrainingProgress(step: step, epoch: 1, position: 8, ranks: 2, shardPositions: [[1, 3], [0, 9]], samplesSeen: 24, badSamples: 1, elapsedSeconds: 1.5)
             try TrainingCheckpoint(progress: progress, configuration: ["batch-size": 4], tensors: ["w": Tensor.randn(shape: [2, 3], seed: UInt64(step))],
                                    optimizerStates: ["w": state]).write(into: folder, keep: 2)
         }
@@ -176,7 +176,8 @@ final class TrainerPartsTests: XCTestCase {
         XCTAssertEqual(TrainingCheckpoint.list(folder).map(\.step), [4, 6])
         let read = try TrainingCheckpoint.read(folder + "/step-6")
         XCTAssertEqual(read.progress.step, 6)
-        XCTAssertEqual(read.progress.randomState, 42)
+        XCTAssertEqual(read.progress.ranks, 2)
+        XCTAssertEqual(read.progress.shardPositions, [[1, 3], [0, 9]])
         XCTAssertEqual(read.tensors["w"]?.scalars, Tensor.randn(shape: [2, 3], seed: 6).scalars)
         XCTAssertEqual(read.optimizerStates["w"], state)
         XCTAssertEqual(read.configuration["batch-size"] as? Int, 4)

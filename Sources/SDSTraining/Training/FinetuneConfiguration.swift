@@ -45,6 +45,8 @@ public struct FinetuneConfiguration: Equatable, Sendable {
     public var logEvery = 10
     public var maxBadFraction = 0.05
     public var shuffleBuffer = 64
+    /// Seconds a rank waits in one all-reduce of an `mpirun` job before it stops the job.
+    public var collectiveTimeout = 600
     // Evaluation during training.
     public var evalEvery: Int?
     public var eval: [String] = []
@@ -71,7 +73,7 @@ public struct FinetuneConfiguration: Equatable, Sendable {
         optionalInt("epochs", "Passes over the data (used when --steps is not given).", \.epochs, minimum: 1),
         int("batch-size", "Image–caption pairs per step (the InfoNCE batch; ≥ 2).", \.batchSize, minimum: 2),
         int("micro-batch", "Samples per UNet pass: bounds the teacher's activation memory.", \.microBatch, minimum: 1),
-        int("accumulation", "Batches whose gradients are averaged into each optimiser step.", \.accumulation, minimum: 1),
+        int("accumulation", "Batches per rank whose gradients are averaged into each optimiser step (global batch: ranks × batch-size × accumulation).", \.accumulation, minimum: 1),
         float("lambda", "Weight λ of L_SDS in L = L_CLIP + λ·L_SDS (ours).", \.lambda, minimum: 0),
         choice("sds-gradient", "full: back-propagate through the UNet; sds: DreamFusion's w(t)·(ε̂ − ε), no UNet backward.", \.sdsGradient),
         choice("mapper", "Latent map h_w: pooled (image embedding → latent) or tokens (patch tokens → latent cells).", \.mapper),
@@ -94,6 +96,7 @@ public struct FinetuneConfiguration: Equatable, Sendable {
         int("log-every", "Print a progress line every this many steps when the output is not a terminal.", \.logEvery, minimum: 1),
         double("max-bad-fraction", "Stop when more than this share of samples is unreadable (0.05 = 5 %).", \.maxBadFraction),
         int("shuffle-buffer", "Webdataset shuffle buffer (samples).", \.shuffleBuffer, minimum: 1),
+        int("collective-timeout", "Under mpirun: seconds a rank waits in one all-reduce before it stops the whole job (a rank stuck or gone).", \.collectiveTimeout, minimum: 1),
         optionalInt("eval-every", "Evaluate the CLIP on the --eval benchmarks every this many steps and at the end (without it: at the end).", \.evalEvery, minimum: 1),
         list("eval", "Benchmarks to evaluate the CLIP on during training, as `sdsclip eval` takes them (paths or KIND:PATH); scores go to metrics.jsonl.", \.eval),
     ]

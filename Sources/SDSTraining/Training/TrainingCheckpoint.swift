@@ -8,11 +8,15 @@ import WeightsIO
 public struct TrainingProgress: Codable, Equatable, Sendable {
     /// Optimiser steps taken.
     public var step: Int
-    /// The data epoch and the raw samples of it consumed (`BatchLoader` resumes there).
+    /// The data epoch and the raw samples of it consumed (`BatchLoader` resumes there): the global
+    /// position, the same on every rank for indexed layouts, so a resume may use another rank count.
     public var epoch: Int
     public var position: Int
-    /// The noise/timestep generator's state.
-    public var randomState: UInt64
+    /// Ranks of the run that wrote it (its global batch is ranks × batch-size × accumulation).
+    public var ranks: Int
+    /// Webdataset: each rank's own [epoch, position] in its shards (a resume needs the same ranks).
+    public var shardPositions: [[Int]]?
+    /// Over all ranks.
     public var samplesSeen: Int
     public var badSamples: Int
     /// Wall-clock seconds of training so far (across resumes).
@@ -29,7 +33,8 @@ public struct TrainingCheckpoint {
     public static let trainablesFile = "trainables.safetensors"
     public static let optimizerFile = "optimizer.safetensors"
     public static let stateFile = "state.json"
-    static let format = "sdsclip-finetune-checkpoint-1"
+    /// 2: noise and timesteps became a function of (seed, step, batch), ranks and shard positions recorded.
+    static let format = "sdsclip-finetune-checkpoint-2"
 
     public var progress: TrainingProgress
     /// The effective configuration (`FinetuneConfiguration.values`).
@@ -112,6 +117,9 @@ public struct TrainingCheckpoint {
         guard let data = FileManager.default.contents(atPath: statePath),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw CheckpointError(file: statePath, "not a fine-tune checkpoint (no readable state.json)")
+        }
+        if object["format"] as? String == "sdsclip-finetune-checkpoint-1" {
+            throw CheckpointError(file: statePath, "made by an earlier sdsclip, whose noise and timesteps came from another random stream: it cannot be resumed exactly (start the run again)")
         }
         guard object["format"] as? String == format, let progressObject = object["progress"],
               let configuration = object["configuration"] as? [String: Any] else {

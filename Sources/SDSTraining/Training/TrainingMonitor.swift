@@ -13,13 +13,16 @@ public struct TrainingMetrics: Sendable {
     public var badSamples: Int
     public var elapsedSeconds: Double
     public var samplesPerSecond: Double
+    /// Under mpirun: the seconds this step spent in its all-reduces (on rank 0).
+    public var allReduceSeconds: Double?
 
     var jsonLine: String {
         func number(_ value: Double) -> String { value.isFinite ? String(format: "%.8g", value) : "null" }
         return "{\"step\": \(step), \"epoch\": \(epoch), \"loss\": \(number(Double(losses.total))), \"loss_clip\": \(number(Double(losses.clip))), "
             + "\"loss_sds\": \(number(Double(losses.sds))), \"lr_clip\": \(number(Double(learningRateCLIP))), \"lr_map\": \(number(Double(learningRateMap))), "
             + "\"grad_norm\": \(number(Double(gradientNorm))), \"samples\": \(samplesSeen), \"bad_samples\": \(badSamples), "
-            + "\"elapsed_s\": \(number(elapsedSeconds)), \"samples_per_s\": \(number(samplesPerSecond))}"
+            + "\"elapsed_s\": \(number(elapsedSeconds)), \"samples_per_s\": \(number(samplesPerSecond))"
+            + (allReduceSeconds.map { ", \"allreduce_s\": \(number($0))" } ?? "") + "}"
     }
 }
 
