@@ -975,6 +975,18 @@ int sds_kernels_level(void) { return 0; }
 
 int sds_kernels_use_avx2(void) { return has_avx2(); }
 
+int sds_cpu_blas_level(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+    int skylake = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+               && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    return skylake ? 2 : 1;
+#else
+    return 0;
+#endif
+}
+
 float sds_row_max(const float *row, ptrdiff_t n) {
 #ifdef SDS_X86
     if (has_avx512()) return row_max_avx512(row, n);

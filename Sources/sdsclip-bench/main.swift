@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 // sdsclip-bench: the Swift side of the benchmarks in tools/bench/. Each case prints one JSON object
 // per measurement on stdout ({"case": …, "seconds": …, …}); the Python drivers run the PyTorch
@@ -49,6 +50,8 @@ func peakResidentBytes() -> Int {
     return 0
 }
 
+// As sdsclip does: OpenBLAS's generic kernels on a CPU it does not know would distort every figure.
+BLASKernelSelection.reexecIfGenericKernels()
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let name = arguments.first, let benchCase = allCases.first(where: { $0.name == name }) else {
     FileHandle.standardError.write(Data((usage() + "\n").utf8))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Tensors
 import WeightsIO
 
 @main
@@ -23,6 +24,12 @@ struct SDSClip: ParsableCommand {
         subcommands: [InspectCommand.self, ConvertCommand.self, DiffCommand.self, VerifyCommand.self, EmbedCommand.self, TokenizeCommand.self,
                       FinetuneCommand.self, ExampleDataCommand.self, EvalCommand.self, ExportCommand.self, DemoCommand.self]
     )
+
+    static func main() {
+        // Before anything else (and before any thread starts): keep OpenBLAS off its generic kernels.
+        BLASKernelSelection.reexecIfGenericKernels()
+        main(nil)
+    }
 }
 
 /// The one place the tool's version is written (`sdsclip --version`).

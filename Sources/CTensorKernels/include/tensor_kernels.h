@@ -107,5 +107,8 @@ int sds_kernels_level(void);
 
 /// 1 when the AVX2+FMA kernels (or wider) are in use (for the benchmark's report).
 int sds_kernels_use_avx2(void);
+/// The CPU's vector level for choosing BLAS kernels, whatever the test cap: 2 when it has the
+/// AVX-512 F/BW/VL/DQ set of Skylake-X and later, 1 for AVX2 + FMA, 0 otherwise.
+int sds_cpu_blas_level(void);
 
 #endif
