@@ -3,7 +3,7 @@ import COpenBLAS
 /// Row-major C = alpha·op(A)·op(B) + beta·C through OpenBLAS; transposes are flags, never copies.
 ///
 /// Large products are split (unless `split` is false: callers already inside a parallel region)
-/// into row (or column) blocks of C across the engine's own workers, each
+/// into row (or column) blocks of C that the engine's own workers pull as they go, each
 /// block one single-threaded sgemm. OpenBLAS's own threads stay off: after every call they spin for
 /// a while, and that spinning starved the parallel loops that follow a GEMM (attention's softmax ran
 /// 3–4× slower with 2 OpenBLAS threads than with 1).
@@ -28,17 +28,27 @@ func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
         single(m, n, a, b, c)
         return
     }
+    // Blocks of 16-multiple rows (or columns), about three per worker, pulled from a shared counter:
+    // on a shared host a worker whose core is taken simply does fewer blocks instead of holding up
+    // the join. Each block re-packs the shared operand, which costs < 1% at these block sizes.
+    let splitExtent = max(m, n)
+    let perBlock = (splitExtent + 3 * Threading.threadCount - 1) / (3 * Threading.threadCount)
+    let block = max(minimumBlock, (perBlock + 15) / 16 * 16)
     if m >= n {
         // Row blocks of C: rows of op(A).
-        parallelFor(m, grain: minimumBlock) { rows in
-            let blockA = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
-            single(rows.count, n, blockA, b, c + rows.lowerBound * ldc)
+        parallelWorkers(m, batch: block) { next in
+            while let rows = next() {
+                let blockA = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+                single(rows.count, n, blockA, b, c + rows.lowerBound * ldc)
+            }
         }
     } else {
         // Column blocks of C: columns of op(B).
-        parallelFor(n, grain: minimumBlock) { columns in
-            let blockB = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
-            single(m, columns.count, a, blockB, c + columns.lowerBound)
+        parallelWorkers(n, batch: block) { next in
+            while let columns = next() {
+                let blockB = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+                single(m, columns.count, a, blockB, c + columns.lowerBound)
+            }
         }
     }
 }
