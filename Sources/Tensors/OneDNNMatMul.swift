@@ -61,3 +61,30 @@ final class OneDNNMatMul: @unchecked Sendable {
         .invalidArgument(op: "oneDNN matmul", detail: "\(step) for \(m)×\(k) · (\(n)×\(k))ᵀ failed with dnnl status \(status.rawValue)")
     }
 }
+
+/// oneDNN's f32 matmul x·Wᵀ, for benchmarks (tools/bench/bench_bf16.py compares it with the bf16 routes).
+public struct OneDNNFloat32Probe: Sendable {
+    private let matmul: OneDNNMatMul
+    private let weight: Tensor
+
+    /// weight: [n, k] f32, kept as is.
+    public init(weight: Tensor) throws {
+        guard weight.rank == 2, let matmul = OneDNNMatMul(n: weight.shape[0], k: weight.shape[1], type: .float32) else {
+            throw TensorError.invalidArgument(op: "OneDNNFloat32Probe", detail: "needs a rank-2 weight and a oneDNN CPU engine, got \(weight.shape)")
+        }
+        self.matmul = matmul
+        self.weight = weight
+    }
+
+    /// c [m, n] = x [m, k] · Wᵀ.
+    public func product(_ x: Tensor, into c: inout Tensor) throws {
+        guard x.rank == 2, x.shape[1] == matmul.k, c.shape == [x.shape[0], matmul.n] else {
+            throw TensorError.shapeMismatch(op: "OneDNNFloat32Probe", detail: "x \(x.shape) · W [\(matmul.n), \(matmul.k)]ᵀ → c \(c.shape)")
+        }
+        let (a, w) = (x.storage.pointer, weight.storage.pointer)
+        try c.withUnsafeMutableBufferPointer { out in
+            guard let pc = out.baseAddress else { return }
+            try matmul.run(m: x.shape[0], a: a, w: w, c: pc)
+        }
+    }
+}
