@@ -29,11 +29,13 @@ let package = Package(
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
         // Open MPI (libopenmpi-dev) for `mpirun -np N sdsclip finetune`: linked always, initialised only under mpirun.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        // oneDNN (libdnnl-dev): one of the bf16 GEMM routes (BFloat16Matrix), measured in tools/bench/README.md.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
 
         .target(name: "WeightsIO", dependencies: ["CZlib"]),
         // Row kernels (softmax exp) with runtime AVX2/FMA dispatch; the package stays baseline x86-64.
         .target(name: "CTensorKernels"),
-        .target(name: "Tensors", dependencies: ["COpenBLAS", "CTensorKernels"]),
+        .target(name: "Tensors", dependencies: ["COpenBLAS", "CTensorKernels", "CDNNL"]),
         // setjmp-based error handling for libjpeg/libpng, which Swift cannot express.
         .target(name: "CImageShim",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),

@@ -14,7 +14,7 @@ struct BenchCase: Sendable {
 
 /// Every case, gathered from the per-area files.
 let allCases: [BenchCase] = WeightsBench.cases + TensorBench.cases + ModelBench.cases + StableDiffusionBench.cases + SDSBench.cases
-    + DiffusionScoreBench.cases
+    + DiffusionScoreBench.cases + BFloat16Bench.cases
 
 func usage() -> String {
     "usage: sdsclip-bench CASE [ARGS…]\n\ncases:\n" + allCases.map { "  \($0.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n")

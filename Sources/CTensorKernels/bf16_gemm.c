@@ -1,0 +1,143 @@
+#include "bf16_gemm.h"
+
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SDS_BF16_X86 1
+#endif
+
+int sds_cpu_has_avx512bf16(void) {
+#ifdef SDS_BF16_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+static inline uint16_t bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);  // NaN: keep it quiet
+    u += 0x7FFFu + ((u >> 16) & 1u);  // round half to even on the 16 dropped bits
+    return (uint16_t)(u >> 16);
+}
+
+void sds_f32_to_bf16(const float *src, ptrdiff_t rows, ptrdiff_t cols, uint16_t *dst, ptrdiff_t ldDst) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *s = src + r * cols;
+        uint16_t *d = dst + r * ldDst;
+        for (ptrdiff_t c = 0; c < cols; c++) d[c] = bf16_round(s[c]);
+        for (ptrdiff_t c = cols; c < ldDst; c++) d[c] = 0;
+    }
+}
+
+ptrdiff_t sds_bf16_packed_count(ptrdiff_t n, ptrdiff_t k) {
+    ptrdiff_t panels = (n + SDS_BF16_PANEL - 1) / SDS_BF16_PANEL, pairs = (k + 1) / 2;
+    return panels * pairs * SDS_BF16_PANEL * 2;
+}
+
+void sds_bf16_pack_weights(const uint16_t *w, ptrdiff_t n, ptrdiff_t k, uint16_t *packed) {
+    ptrdiff_t panels = (n + SDS_BF16_PANEL - 1) / SDS_BF16_PANEL, pairs = (k + 1) / 2;
+    for (ptrdiff_t panel = 0; panel < panels; panel++)
+        for (ptrdiff_t p = 0; p < pairs; p++) {
+            uint16_t *step = packed + (panel * pairs + p) * SDS_BF16_PANEL * 2;
+            for (ptrdiff_t c = 0; c < SDS_BF16_PANEL; c++) {
+                ptrdiff_t col = panel * SDS_BF16_PANEL + c;
+                for (ptrdiff_t j = 0; j < 2; j++) {
+                    ptrdiff_t kk = 2 * p + j;
+                    step[c * 2 + j] = (col < n && kk < k) ? w[col * k + kk] : 0;
+                }
+            }
+        }
+}
+
+#ifdef SDS_BF16_X86
+#define BF16_TARGET __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
+#define MICRO_ROWS 6
+// Pairs per k block: the panel's slice of B is 128·256 B = 32 KiB and stays in L1 across the row block.
+#define K_BLOCK_PAIRS 128
+
+// rows × 64 block of C over pairs [p0, p1): 6 rows × 4 vectors = 24 zmm accumulators, four B loads and
+// one 32-bit broadcast of A's (k, k+1) pair per row per step. Inlined with constant `rows` below.
+static inline __attribute__((always_inline)) BF16_TARGET void micro_block(
+    int rows, const uint16_t *a, ptrdiff_t lda, const uint16_t *b, ptrdiff_t p0, ptrdiff_t p1,
+    float *c, ptrdiff_t ldc, int accumulate, const __mmask16 *masks) {
+    __m512 acc[MICRO_ROWS][4];
+    for (int r = 0; r < MICRO_ROWS; r++)
+        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        const uint16_t *bp = b + p * SDS_BF16_PANEL * 2;
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp), b1 = (__m512bh)_mm512_loadu_si512(bp + 32);
+        __m512bh b2 = (__m512bh)_mm512_loadu_si512(bp + 64), b3 = (__m512bh)_mm512_loadu_si512(bp + 96);
+        for (int r = 0; r < rows; r++) {
+            int32_t pair;
+            memcpy(&pair, a + r * lda + 2 * p, 4);
+            __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], av, b2);
+            acc[r][3] = _mm512_dpbf16_ps(acc[r][3], av, b3);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < 4; v++) {
+            float *out = c + r * ldc + v * 16;
+            __m512 value = acc[r][v];
+            if (accumulate) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(masks[v], out));
+            _mm512_mask_storeu_ps(out, masks[v], value);
+        }
+}
+
+BF16_TARGET static void gemm_block_avx512bf16(const uint16_t *a, ptrdiff_t lda, const uint16_t *packed, ptrdiff_t n,
+                                              ptrdiff_t k, float *c, ptrdiff_t ldc, ptrdiff_t rowStart,
+                                              ptrdiff_t rowEnd, ptrdiff_t panelStart, ptrdiff_t panelEnd) {
+    ptrdiff_t pairs = (k + 1) / 2;
+    for (ptrdiff_t panel = panelStart; panel < panelEnd; panel++) {
+        const uint16_t *b = packed + panel * pairs * SDS_BF16_PANEL * 2;
+        __mmask16 masks[4];
+        for (int v = 0; v < 4; v++) {
+            ptrdiff_t left = n - panel * SDS_BF16_PANEL - v * 16;
+            masks[v] = left >= 16 ? (__mmask16)0xFFFF : (left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1));
+        }
+        float *cp = c + panel * SDS_BF16_PANEL;
+        for (ptrdiff_t p0 = 0; p0 < pairs; p0 += K_BLOCK_PAIRS) {
+            ptrdiff_t p1 = p0 + K_BLOCK_PAIRS < pairs ? p0 + K_BLOCK_PAIRS : pairs;
+            int accumulate = p0 > 0;
+            for (ptrdiff_t i = rowStart; i < rowEnd; i += MICRO_ROWS) {
+                const uint16_t *ai = a + i * lda;
+                float *ci = cp + i * ldc;
+                switch (rowEnd - i < MICRO_ROWS ? rowEnd - i : MICRO_ROWS) {
+                case 6: micro_block(6, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
+                case 5: micro_block(5, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
+                case 4: micro_block(4, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
+                case 3: micro_block(3, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
+                case 2: micro_block(2, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
+                default: micro_block(1, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
+                }
+            }
+        }
+    }
+}
+#endif
+
+int sds_bf16_gemm_block(const uint16_t *a, ptrdiff_t lda, const uint16_t *packed, ptrdiff_t n, ptrdiff_t k,
+                        float *c, ptrdiff_t ldc, ptrdiff_t rowStart, ptrdiff_t rowEnd,
+                        ptrdiff_t panelStart, ptrdiff_t panelEnd) {
+#ifdef SDS_BF16_X86
+    if (!sds_cpu_has_avx512bf16()) return 0;
+    if (k == 0) {
+        for (ptrdiff_t i = rowStart; i < rowEnd; i++)
+            for (ptrdiff_t j = panelStart * SDS_BF16_PANEL; j < n && j < panelEnd * SDS_BF16_PANEL; j++) c[i * ldc + j] = 0;
+        return 1;
+    }
+    gemm_block_avx512bf16(a, lda, packed, n, k, c, ldc, rowStart, rowEnd, panelStart, panelEnd);
+    return 1;
+#else
+    (void)a; (void)lda; (void)packed; (void)n; (void)k; (void)c; (void)ldc;
+    (void)rowStart; (void)rowEnd; (void)panelStart; (void)panelEnd;
+    return 0;
+#endif
+}

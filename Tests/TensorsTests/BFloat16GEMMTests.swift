@@ -1,0 +1,88 @@
+import CTensorKernels
+import XCTest
+@testable import Tensors
+
+/// BFloat16Matrix.product on every route against fp64 references.
+///
+/// Tolerances (u₈ = 2⁻⁸, the bf16 unit roundoff for round-to-nearest-even; u₂₄ = 2⁻²⁴ for f32):
+/// - vs the fp64 product of the bf16-rounded operands, only f32 accumulation differs: bf16·bf16 products
+///   are exact in f32, and any summation order of K terms errs by at most γ_K·Σ|aᵢbᵢ| ≈ K·u₂₄·Σ|aᵢbᵢ|.
+/// - vs the unrounded product (what the f32 GEMM computes, itself within γ_K·Σ|aᵢbᵢ|): each operand is
+///   rounded once, |ãb̃ − ab| ≤ (2u₈ + u₈²)|ab|, so |bf16 − f32| ≤ (2u₈ + u₈² + 2K·u₂₄)·Σ|aᵢbᵢ|.
+final class BFloat16GEMMTests: XCTestCase {
+    /// m, n, k: single rows and columns, K odd and not a multiple of 16/32, N across a 64-column panel
+    /// edge, M across the 6-row micro-tile and the 96-row block, K past the 256-value k block.
+    private let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 70, 33), (7, 1, 17), (13, 65, 31), (6, 64, 32),
+                                             (100, 130, 67), (203, 129, 301), (5, 3, 2)]
+
+    private func routes() -> [BFloat16Route] {
+        var routes: [BFloat16Route] = [.portable, .automatic]
+        if sds_cpu_has_avx512bf16() != 0 { routes += [.kernel, .oneDNN] }
+        return routes
+    }
+
+    private static func bf16(_ x: Float) -> Double {
+        var bits: UInt16 = 0
+        withUnsafePointer(to: x) { sds_f32_to_bf16($0, 1, 1, &bits, 1) }
+        return Double(Float(bitPattern: UInt32(bits) << 16))
+    }
+
+    func testEveryRouteMatchesTheFP64ProductOfRoundedOperandsAndTheF32GEMM() throws {
+        XCTAssertNotEqual(routes().count, 2, "this CPU has AVX512-BF16: the kernel and oneDNN routes must be tested")
+        for (m, n, k) in shapes {
+            let x = Tensor.randn(shape: [m, k], seed: UInt64(m * 1000 + k)), w = Tensor.randn(shape: [n, k], seed: UInt64(n + 7))
+            let matrix = try BFloat16Matrix(w)
+            let xs = x.scalars, ws = w.scalars
+            let f32 = try Tensors.matmul(x, w.transpose(0, 1)).scalars
+            for route in routes() {
+                let out = try matrix.product(x, route: route)
+                XCTAssertEqual(out.shape, [m, n])
+                let c = out.scalars
+                var roundingSeen = false
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var rounded = 0.0, magnitude = 0.0
+                        for t in 0..<k {
+                            let (a, b) = (Double(xs[i * k + t]), Double(ws[j * k + t]))
+                            rounded += Self.bf16(xs[i * k + t]) * Self.bf16(ws[j * k + t])
+                            magnitude += abs(a * b)
+                        }
+                        let got = Double(c[i * n + j])
+                        let accumulation = Double(k) * 0x1p-24 * magnitude
+                        XCTAssertLessThanOrEqual(abs(got - rounded), accumulation * 1.01 + 1e-30,
+                                                 "\(route) \(m)×\(n)×\(k) [\(i), \(j)] vs fp64 of bf16 operands")
+                        let derived = (2 * 0x1p-8 + 0x1p-16 + 2 * Double(k) * 0x1p-24) * magnitude
+                        XCTAssertLessThanOrEqual(abs(got - Double(f32[i * n + j])), derived,
+                                                 "\(route) \(m)×\(n)×\(k) [\(i), \(j)] vs f32 GEMM")
+                        if got != Double(f32[i * n + j]) { roundingSeen = true }
+                    }
+                }
+                XCTAssertTrue(roundingSeen, "\(route) \(m)×\(n)×\(k): bf16 result identical to f32 everywhere (no rounding?)")
+            }
+        }
+    }
+
+    func testLeadingDimensionsAreRowsAndWeightsRoundToNearestEven() throws {
+        let w = try Tensor(shape: [2, 2], data: [1 + 0x1p-8, 1 + 3 * 0x1p-8, -(1 + 0x1p-9 + 0x1p-20), .nan])
+        let rounded = try BFloat16Matrix(w).roundedWeights.scalars
+        XCTAssertEqual(Array(rounded[0..<3]), [1, 1 + 0x1p-6, -1], "ties go to even; above-half rounds away")
+        XCTAssertTrue(rounded[3].isNaN)
+
+        let x = Tensor.randn(shape: [2, 3, 40], seed: 3), weight = try BFloat16Matrix(Tensor.randn(shape: [9, 40], seed: 4))
+        for route in routes() {
+            let batched = try weight.product(x, route: route)
+            XCTAssertEqual(batched.shape, [2, 3, 9])
+            let flat = try weight.product(x.reshape([6, 40]), route: route)
+            XCTAssertEqual(batched.scalars, flat.scalars, "\(route)")
+        }
+    }
+
+    func testWrongInnerDimensionIsATypedError() throws {
+        let weight = try BFloat16Matrix(Tensor.randn(shape: [4, 8], seed: 1))
+        XCTAssertThrowsError(try weight.product(Tensor.randn(shape: [3, 7], seed: 2))) { error in
+            guard case TensorError.shapeMismatch(let op, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(op, "BFloat16Matrix.product")
+        }
+        XCTAssertThrowsError(try BFloat16Matrix(Tensor.randn(shape: [4], seed: 1)))
+    }
+}
