@@ -20,8 +20,13 @@ final class CLITests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw XCTSkip("sdsclip is not built next to the tests at \(binary.path)")
         }
+        return try run(binary, arguments, in: directory)
+    }
+
+    /// Runs any executable to the end in `directory` and collects its status and both outputs.
+    static func run(_ executable: URL, _ arguments: [String], in directory: URL = root) throws -> Run {
         let process = Process()
-        process.executableURL = binary
+        process.executableURL = executable
         process.arguments = arguments
         process.currentDirectoryURL = directory
         let out = Pipe(), err = Pipe()

@@ -56,16 +56,7 @@ final class DataParallelCLITests: XCTestCase {
 
     /// Runs to the end and collects both outputs.
     func run(_ executable: String, _ arguments: [String]) throws -> CLITests.Run {
-        let process = process(executable, arguments)
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLITests.Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                            stderr: String(decoding: errData, as: UTF8.self))
+        try CLITests.run(URL(fileURLWithPath: executable), arguments)
     }
 
     func mpirun(ranks: Int, _ arguments: [String]) throws -> CLITests.Run {

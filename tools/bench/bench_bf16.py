@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+import benchlib  # tools/bench, the script's own folder, is first on sys.path
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 SHAPES = [  # (label, M, N, K)
     ("CLIP fc1 768->3072", 100, 3072, 768),
@@ -34,12 +36,7 @@ SHAPES = [  # (label, M, N, K)
 SWIFT_ROUTES = ["onednn-bf16", "kernel-bf16", "engine-fp32", "onednn-fp32"]
 
 
-def build(scratch):
-    cmd = ["swift", "build", "-c", "release", "--product", "sdsclip-bench", "--scratch-path", scratch]
-    print("+ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    out = subprocess.run(cmd + ["--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True)
-    return os.path.join(out.stdout.strip(), "sdsclip-bench")
+build = benchlib.build
 
 
 def steal():

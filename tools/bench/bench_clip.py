@@ -21,18 +21,15 @@ import subprocess
 import sys
 import time
 
+import benchlib  # tools/bench, the script's own folder, is first on sys.path
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 DEFAULT_CASES = ["clip-image:b32:1", "clip-image:b32:8", "clip-image:b16:1", "clip-image:b16:8",
                  "clip-text:b32:1", "clip-text:b32:8", "clip-text-states:b32:1", "clip-text-states:b32:8"]
 OPEN_CLIP_NAMES = {"b32": "ViT-B-32", "b16": "ViT-B-16"}
 
 
-def build(scratch):
-    cmd = ["swift", "build", "-c", "release", "--product", "sdsclip-bench", "--scratch-path", scratch]
-    print("+ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    out = subprocess.run(cmd + ["--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True)
-    return os.path.join(out.stdout.strip(), "sdsclip-bench")
+build = benchlib.build
 
 
 def run_swift(binary, kind, model, batch, repeats, threads):

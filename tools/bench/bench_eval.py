@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+import benchlib  # tools/bench, the script's own folder, is first on sys.path
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 WORDS = ["red", "blue", "green", "small", "large", "dog", "cat", "cup", "table", "person", "car", "tree",
          "left", "right", "above", "below", "holding", "wearing", "near", "behind"]
@@ -49,11 +51,7 @@ def steal_since(before):
 
 
 def build(scratch):
-    cmd = ["swift", "build", "-c", "release", "--product", "sdsclip", "--scratch-path", scratch]
-    print("+ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    out = subprocess.run(cmd + ["--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True)
-    return os.path.join(out.stdout.strip(), "sdsclip")
+    return benchlib.build(scratch, product="sdsclip")
 
 
 def write_model(folder):

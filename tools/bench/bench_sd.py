@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+import benchlib  # tools/bench, the script's own folder, is first on sys.path
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 CASES = ["sd-unet-forward", "sd-unet-backward", "sd-vae-encode"]
 GIB = float(1 << 30)
@@ -42,12 +44,7 @@ def peak_rss_bytes():
     return 0
 
 
-def build(scratch):
-    cmd = ["swift", "build", "-c", "release", "--product", "sdsclip-bench", "--scratch-path", scratch]
-    print("+ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    out = subprocess.run(cmd + ["--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True)
-    return os.path.join(out.stdout.strip(), "sdsclip-bench")
+build = benchlib.build
 
 
 def last_json(stdout, stderr, what):

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+import benchlib  # tools/bench, the script's own folder, is first on sys.path
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 CASES = ["linear", "attention", "conv3x3", "groupnorm", "vit-stack"]
 GEMM_BOUND = {"linear", "conv3x3", "vit-stack"}
@@ -43,12 +45,7 @@ EFFECTIVE_RATE = {"conv3x3"}
 REPEATS_SCALE = {"linear": 5, "groupnorm": 20, "attention": 0.5, "vit-stack": 0.3}
 
 
-def build(scratch):
-    cmd = ["swift", "build", "-c", "release", "--product", "sdsclip-bench", "--scratch-path", scratch]
-    print("+ " + " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    out = subprocess.run(cmd + ["--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True)
-    return os.path.join(out.stdout.strip(), "sdsclip-bench")
+build = benchlib.build
 
 
 def run_swift(binary, arguments, threads):
