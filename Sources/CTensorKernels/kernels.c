@@ -1,6 +1,9 @@
 #include "tensor_kernels.h"
 
 #include <math.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -982,6 +985,17 @@ int sds_cpu_blas_level(void) {
     int skylake = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     return skylake ? 2 : 1;
+#else
+    return 0;
+#endif
+}
+
+int sds_keep_freed_heap_memory(void) {
+#if defined(__GLIBC__)
+    // M_MMAP_MAX 0: no allocation gets its own mapping (large ones would be unmapped on free and
+    // faulted in again on the next step); M_TRIM_THRESHOLD at its maximum: the top of the heap is
+    // not returned to the system after each step. Threads' arenas still map their own heaps.
+    return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, 0x7fffffff) == 1;
 #else
     return 0;
 #endif

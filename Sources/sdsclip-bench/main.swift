@@ -52,6 +52,8 @@ func peakResidentBytes() -> Int {
 
 // As sdsclip does: OpenBLAS's generic kernels on a CPU it does not know would distort every figure.
 BLASKernelSelection.reexecIfGenericKernels()
+// As sdsclip does: freed activation buffers stay mapped for the next step.
+HeapMemoryReuse.apply(environment: ProcessInfo.processInfo.environment)
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let name = arguments.first, let benchCase = allCases.first(where: { $0.name == name }) else {
     FileHandle.standardError.write(Data((usage() + "\n").utf8))

@@ -28,6 +28,7 @@ struct SDSClip: ParsableCommand {
     static func main() {
         // Before anything else (and before any thread starts): keep OpenBLAS off its generic kernels.
         BLASKernelSelection.reexecIfGenericKernels()
+        HeapMemoryReuse.apply(environment: ProcessInfo.processInfo.environment)
         main(nil)
     }
 }

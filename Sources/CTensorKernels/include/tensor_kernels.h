@@ -111,4 +111,10 @@ int sds_kernels_use_avx2(void);
 /// AVX-512 F/BW/VL/DQ set of Skylake-X and later, 1 for AVX2 + FMA, 0 otherwise.
 int sds_cpu_blas_level(void);
 
+/// glibc only: serve every allocation from the heap (no per-allocation mmap) and never give freed heap
+/// memory back to the system, so the large activation buffers a training step frees and allocates again
+/// reuse pages that are already mapped instead of faulting in (and zeroing) fresh ones. Returns 1 when
+/// both settings took, 0 elsewhere.
+int sds_keep_freed_heap_memory(void);
+
 #endif
