@@ -20,8 +20,8 @@ enum SDSBench {
     static let cases: [BenchCase] = [
         BenchCase(name: "sds-step", summary: "full|sds BATCH [REPEATS] [LATENT_SIDE] [MICRO]: one SDS-CLIP step (B/32 + SD1.5 UNet, AdamW); seconds") { arguments in
             guard arguments.count >= 2, let gradient = SDSGradientMode(rawValue: arguments[0]),
-                  let batch = Int(arguments[1]), batch >= 2 else {
-                throw BenchUsage(usage + " (SDSStep needs BATCH ≥ 2: InfoNCE over one pair is degenerate)")
+                  let batch = Int(arguments[1]), batch >= 1 else {
+                throw BenchUsage(usage)
             }
             func number(_ index: Int, _ fallback: Int) throws -> Int {
                 guard arguments.count > index else { return fallback }

@@ -16,7 +16,8 @@ Both sides, random weights, float32, eval mode (no dropout anywhere):
             UNet to that copy; `sds`: DreamFusion's w(t)·(ε̂ − ε)·2/N with the UNet under no_grad), then one
             backward of L_CLIP + λ·Σ z0·∂L_SDS/∂z0 through h_w and CLIP. Timesteps are fixed, spread over the
             schedule; the work does not depend on them.
-  batches   SDSStep refuses B = 1 (InfoNCE over one pair is degenerate), so the cases are B = 2 and B = 4.
+  batches   B = 1 and B = 4, as the fine-tune issue asks (at B = 1 the InfoNCE over one pair is exactly 0 on both
+            sides, so the step is L_SDS's; `finetune` itself asks for B >= 2).
 
 Inputs: random pixels, token rows with 7-26 real tokens (SOT ... EOT, zero padding). The text tower is <1% of
 the step; transformers runs all 77 positions, Swift stops at the last end token (exact: attention is causal).
@@ -33,7 +34,7 @@ includes waiting).
 
 Run (from the repository root):
     HF_HUB_OFFLINE=1 .pyref/bin/python tools/bench/bench_sds.py [--threads 2] [--repeats 2] [--runs 1]
-        [--no-build] [--scratch-path .build-release] [--cases full:2,full:4,sds:2,sds:4] [--latent 64]
+        [--no-build] [--scratch-path .build-release] [--cases full:1,full:4,sds:1,sds:4] [--latent 64]
         [--sides swift,torch]
 
 Prints one table: case, seconds and peak RSS (GiB) for each side, ratio = torch seconds / Swift seconds
@@ -49,7 +50,7 @@ import time
 import benchlib  # tools/bench, the script's own folder, is first on sys.path
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-CASES = ["full:2", "full:4", "sds:2", "sds:4"]
+CASES = ["full:1", "full:4", "sds:1", "sds:4"]
 GIB = float(1 << 30)
 LAMBDA = 0.5
 SOT, EOT = 49406, 49407
@@ -210,8 +211,8 @@ def torch_case(gradient, batch, side, repeats, threads, micro=1):
 
 def parse_case(text):
     gradient, _, batch = text.partition(":")
-    if gradient not in ("full", "sds") or not batch.isdigit() or int(batch) < 2:
-        raise ValueError(f"case '{text}': expected full:B or sds:B with B >= 2")
+    if gradient not in ("full", "sds") or not batch.isdigit() or int(batch) < 1:
+        raise ValueError(f"case '{text}': expected full:B or sds:B with B >= 1")
     return gradient, int(batch)
 
 
@@ -223,7 +224,7 @@ def main():
     parser.add_argument("--latent", type=int, default=64, help="latent side S")
     parser.add_argument("--scratch-path", default=os.path.join(ROOT, ".build-release"))
     parser.add_argument("--no-build", action="store_true", help="use the existing release binary")
-    parser.add_argument("--cases", default=",".join(CASES), help="GRADIENT:BATCH,… (full|sds, B >= 2)")
+    parser.add_argument("--cases", default=",".join(CASES), help="GRADIENT:BATCH,… (full|sds, B >= 1)")
     parser.add_argument("--sides", default="swift,torch", help="which sides to run")
     parser.add_argument("--torch-case", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -59,7 +59,8 @@ public struct SDSLosses: Sendable, Equatable {
 /// each one's ∂L_SDS/∂z0 is computed on a detached copy of its z0 (through the UNet for `full`,
 /// in closed form for `sds`), then CLIP and h_w get both losses in one backward of
 /// L_CLIP + λ·Σ z0·∂L_SDS/∂z0. The gradients equal those of a single backward through everything,
-/// while the UNet's graph is never larger than one micro-batch.
+/// while the UNet's graph is never larger than one micro-batch. A batch of one is accepted (its InfoNCE
+/// is exactly 0, so only L_SDS trains; the benchmark's batch-1 case); `finetune` asks for B ≥ 2.
 public struct SDSStep {
     public let clip: CLIPModel
     public let latentMap: LatentMap
@@ -78,9 +79,9 @@ public struct SDSStep {
     public func run(_ batch: SDSBatch) throws -> SDSLosses {
         let b = batch.ids.count
         let side = latentMap.side
-        guard b >= 2, batch.pixels.shape.first == b, batch.context.shape.first == b, batch.timesteps.count == b,
+        guard b >= 1, batch.pixels.shape.first == b, batch.context.shape.first == b, batch.timesteps.count == b,
               batch.noise.shape == [b, LatentMap.channels, side, side] else {
-            throw ModelError.invalidInput("an SDS batch needs B ≥ 2 matching rows: pixels \(batch.pixels.shape), \(b) captions, context \(batch.context.shape), noise \(batch.noise.shape) (expected [\(b), 4, \(side), \(side)]), \(batch.timesteps.count) timesteps")
+            throw ModelError.invalidInput("an SDS batch needs B ≥ 1 matching rows: pixels \(batch.pixels.shape), \(b) captions, context \(batch.context.shape), noise \(batch.noise.shape) (expected [\(b), 4, \(side), \(side)]), \(batch.timesteps.count) timesteps")
         }
         // CLIP forward over the whole batch (InfoNCE needs every pair).
         let states = try clip.vision.hiddenStates(batch.pixels)
