@@ -32,7 +32,14 @@ public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
 /// task whole (a loader thread building it, a trainer taking it); nothing here locks.
 public final class Parameter: @unchecked Sendable {
     public var value: Tensor
-    public var requiresGrad: Bool
+    public var requiresGrad: Bool {
+        didSet { if requiresGrad { bfloat16 = nil } }   // a trained weight computes in float32
+    }
+    /// The frozen weight's bf16 copy when its model runs in bf16 (`ParameterRegistry.useBFloat16`);
+    /// nil while the parameter trains.
+    public var bfloat16: BFloat16Weight? {
+        didSet { if requiresGrad { bfloat16 = nil } }
+    }
     /// The accumulated gradient (same shape as `value`), nil until a backward pass reaches this parameter.
     public var grad: Tensor?
     public let name: String

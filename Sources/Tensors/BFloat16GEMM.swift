@@ -52,10 +52,20 @@ public struct BFloat16Matrix: Sendable {
         oneDNN = OneDNNMatMul(n: n, k: k, type: .bfloat16)
     }
 
+    /// Bytes of the bf16 copies held (row layout and kernel panels).
+    public var byteCount: Int { (bits.count + panels.count) * MemoryLayout<UInt16>.stride }
+
     /// The weights widened back to f32 (exactly the bf16 values), [outputs, inputs].
     public var roundedWeights: Tensor {
         let result = Tensor(uninitializedShape: [outputs, inputs])
-        for i in 0..<bits.count { result.storage.pointer[i] = Float(bitPattern: UInt32(bits[i]) << 16) }
+        let target = UncheckedSendable(result.storage.pointer)
+        bits.withUnsafeBufferPointer { source in
+            guard let base = source.baseAddress else { return }
+            let bits = UncheckedSendable(base)
+            parallelFor(source.count, grain: 1 << 16) { range in
+                for i in range { target.value[i] = Float(bitPattern: UInt32(bits.value[i]) << 16) }
+            }
+        }
         return result
     }
 

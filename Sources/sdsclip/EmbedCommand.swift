@@ -51,6 +51,9 @@ struct EmbedCommand: ParsableCommand {
     @Flag(help: "Print one JSON object (schema docs/schemas/embed.schema.json) instead of the text report.")
     var json = false
 
+    @Option(help: PrecisionHelp.text)
+    var precision: Precision = .fp32
+
     @OptionGroup var safety: WeightSafetyOptions
 
     /// open_clip's zero-shot example multiplies cosine similarities by this before the softmax.
@@ -112,6 +115,12 @@ struct EmbedCommand: ParsableCommand {
         try reportingErrors {
             try safety.admit([model])
             let loaded = try CLIPLoader.loadAny(model, configuration: config)
+            let choice = precision.resolved()
+            switch loaded {
+            case .full(let clip): try clip.model.registry.useBFloat16(choice)
+            case .textOnly(let text): try text.encoder.registry.useBFloat16(choice)
+            }
+            if choice.usesBFloat16 || precision == .auto { printError("note: \(choice.summary)") }
             let result = try withNoGrad { try embed(loaded) }
             guard result.images != nil || result.texts != nil else {
                 printError("error: nothing to embed: every image was skipped")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoints
 import Evaluation
 import Foundation
+import Tensors
 import WeightsIO
 
 /// `sdsclip eval`: compositional benchmarks (Winoground, SugarCrepe, multiple choice, ARO) scored with
@@ -95,6 +96,9 @@ struct EvalCommand: ParsableCommand {
 
     @OptionGroup var safety: WeightSafetyOptions
 
+    @Option(help: PrecisionHelp.text)
+    var precision: Precision = .fp32
+
     @Option(name: .customLong("batch-size"), help: "Images or captions per CLIP forward pass.")
     var batchSize = 32
 
@@ -159,9 +163,11 @@ struct EvalCommand: ParsableCommand {
                 throw ExitCode(64)
             }
             let inputs = Evaluator.inputs(loaded)
+            let choice = precision.resolved()
+            if choice.usesBFloat16 || precision == .auto { printError("note: \(choice.summary)") }
             // The teacher is loaded first, so that a teacher that cannot work fails before any CLIP work.
             let scorer = try teacher.map { path in
-                try DiffusionScorer(teacher: EvalTeacher.load(path, configuration: teacherConfig, prediction: teacherPrediction),
+                try DiffusionScorer(teacher: EvalTeacher.load(path, configuration: teacherConfig, prediction: teacherPrediction, precision: choice),
                                     settings: DiffusionScoring(timesteps: teacherTimesteps ?? DiffusionScoring.defaultTimesteps,
                                                                seed: teacherSeed ?? 0, resolution: teacherResolution,
                                                                batchSize: teacherBatchSize ?? 4))
@@ -170,6 +176,7 @@ struct EvalCommand: ParsableCommand {
             let clips = (clipPath.map { [($0, config)] } ?? []) + (compare.map { [($0, compareConfig)] } ?? [])
             for (path, configuration) in clips {
                 let clip = try CLIPLoader.load(path, configuration: configuration)
+                try clip.model.registry.useBFloat16(choice)
                 for note in clip.notes { printError("note: \(path): \(note)") }
                 let embedder = try CLIPEmbedder(model: clip.model, tokenizer: ModelTokenizer.forCLIP(at: path), batchSize: batchSize, source: path)
                 let display = EmbeddingProgressDisplay(model: path)

@@ -52,6 +52,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .customLong("t-min"), help: help("t-min")) var tMin: String?
     @Option(name: .customLong("t-max"), help: help("t-max")) var tMax: String?
     @Option(name: .customLong("prediction-type"), help: help("prediction-type")) var predictionType: String?
+    @Option(name: .customLong("precision"), help: help("precision")) var precision: String?
     @Option(name: .customLong("lr-clip"), help: help("lr-clip")) var lrClip: String?
     @Option(name: .customLong("lr-map"), help: help("lr-map")) var lrMap: String?
     @Option(name: .customLong("weight-decay"), help: help("weight-decay")) var weightDecay: String?
@@ -103,6 +104,7 @@ struct FinetuneCommand: ParsableCommand {
             ("t-min", tMin),
             ("t-max", tMax),
             ("prediction-type", predictionType),
+            ("precision", precision),
             ("lr-clip", lrClip),
             ("lr-map", lrMap),
             ("weight-decay", weightDecay),

@@ -27,11 +27,14 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "A configuration file (transformers config.json, OpenCLIP config, or a diffusers folder).")
     var config: String?
 
-    @Option(help: "Absolute tolerance.")
-    var atol: Float = 1e-6
+    @Option(help: "Absolute tolerance (default 1e-6; with bf16 compute \(Tolerance.bfloat16.absolute)).")
+    var atol: Float?
 
-    @Option(help: "Tolerance relative to the largest reference magnitude of each output.")
-    var rtol: Float = 1e-4
+    @Option(help: "Tolerance relative to the largest reference magnitude of each output (default 1e-4; with bf16 compute \(Tolerance.bfloat16.relative), or \(Tolerance.bfloat16Autocast.relative) against a torch autocast bundle; README \"bf16 compute\").")
+    var rtol: Float?
+
+    @Option(help: PrecisionHelp.text)
+    var precision: Precision = .fp32
 
     @Flag(help: "Stable Diffusion single files: take the UNet from the model_ema.* copy.")
     var ema = false
@@ -51,8 +54,12 @@ struct VerifyCommand: ParsableCommand {
         var passed = false
         try reportingErrors {
             try safety.admit([model, reference, teacher])
+            let choice = precision.resolved()
+            let autocastReference = try ReferenceBundle(path: reference).metadata["precision"] == "bf16-autocast"
+            let defaults = !choice.usesBFloat16 ? Tolerance() : (autocastReference ? Tolerance.bfloat16Autocast : Tolerance.bfloat16)
             let options = ModelVerifier.Options(configuration: config, extractEMA: ema, teacher: teacher,
-                                                tolerance: Tolerance(absolute: atol, relative: rtol))
+                                                tolerance: Tolerance(absolute: atol ?? defaults.absolute, relative: rtol ?? defaults.relative),
+                                                precision: choice)
             let report = try ModelVerifier.verify(model: model, bundlePath: reference, options: options,
                                                   runners: ModelVerifier.standardRunners.merging(SDSStepRunner.runners) { $1 })
             if json {
@@ -72,7 +79,7 @@ struct VerifyCommand: ParsableCommand {
                 }
             }
             passed = report.passed
-            if !json { print(passed ? "verify: passed" : "verify: FAILED (tolerance atol \(atol), rtol \(rtol))") }
+            if !json { print(passed ? "verify: passed" : "verify: FAILED (tolerance atol \(options.tolerance.absolute), rtol \(options.tolerance.relative))") }
         }
         if !passed { throw ExitCode(2) }
     }

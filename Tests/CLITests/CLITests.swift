@@ -148,6 +148,27 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(bad.stdout.contains("FAIL"), bad.stdout)
     }
 
+    /// `--precision bf16`: verify picks the bf16 tolerance (float32 or autocast reference) and says so;
+    /// embed and eval take the flag; finetune's configuration shows it.
+    func testPrecisionFlag() throws {
+        let step = try sdsclip(["verify", "fixtures/clip/hf", "fixtures/bf16/sd1_pooled_full_autocast.safetensors",
+                                "--teacher", "fixtures/sd/sd1_diffusers", "--precision", "bf16"])
+        XCTAssertEqual(step.status, 0, step.stdout + step.stderr)
+        XCTAssertTrue(step.stdout.contains("frozen matrices in bf16"), step.stdout)
+        XCTAssertTrue(step.stdout.contains("not compared"), step.stdout)
+        let strict = try sdsclip(["verify", "fixtures/clip/hf", "fixtures/sds/sd1_pooled_full.safetensors",
+                                  "--teacher", "fixtures/sd/sd1_diffusers", "--precision", "bf16", "--rtol", "1e-4", "--atol", "1e-7"])
+        XCTAssertEqual(strict.status, 2, "bf16 cannot meet float32's bound: " + strict.stdout)
+        let embed = try sdsclip(["embed", "fixtures/demo/clip", "--text", "a red circle", "--precision", "bf16"])
+        XCTAssertEqual(embed.status, 0, embed.stderr)
+        XCTAssertTrue(embed.stderr.contains("precision bf16"), embed.stderr)
+        let unknown = try sdsclip(["embed", "fixtures/clip/openclip_quickgelu", "--text", "x", "--precision", "fp8"])
+        XCTAssertEqual(unknown.status, 64, unknown.stderr)
+        let config = try sdsclip(["finetune", "--precision", "auto", "--print-config"])
+        XCTAssertEqual(config.status, 0, config.stderr)
+        XCTAssertTrue(config.stdout.contains("\"precision\" : \"auto\""), config.stdout)
+    }
+
     func testEmbedWritesEmbeddings() throws {
         let folder = try temporaryFolder()
         let output = folder.appendingPathComponent("embeds.safetensors").path

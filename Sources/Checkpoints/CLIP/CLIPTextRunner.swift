@@ -8,6 +8,7 @@ import Tensors
 enum CLIPTextRunner {
     static func run(model path: String, bundle: ReferenceBundle, options: ModelVerifier.Options) throws -> (outputs: [String: Tensor], notes: [String]) {
         let loaded = try CLIPLoader.loadText(path, configuration: options.configuration)
+        let precision = try loaded.encoder.registry.apply(options.precision, model: "CLIP text tower")
         let ids = try bundle.idRows("input_ids")
         let transformer = loaded.encoder.transformer
         let states = try transformer.hiddenStates(ids)
@@ -16,6 +17,6 @@ enum CLIPTextRunner {
         if loaded.encoder.projectionDimension != nil { outputs["text_embeds"] = try loaded.encoder.embed(ids) }
         let projection = loaded.encoder.projectionDimension.map { "projection to \($0)" } ?? "no projection"
         let notes = ["layout \(loaded.layout.rawValue), \(loaded.format.rawValue), text tower with \(projection), configuration from \(loaded.configurationSource)"]
-        return (outputs, notes + loaded.notes)
+        return (outputs, notes + loaded.notes + [precision])
     }
 }

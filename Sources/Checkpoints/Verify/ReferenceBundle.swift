@@ -99,6 +99,20 @@ public struct Tolerance: Sendable {
         self.relative = relative
     }
 
+    /// The default for bf16 compute against a float32 reference (`--precision bf16`; README "bf16
+    /// compute"). bf16 keeps 8 significant bits, so each rounded operand is off by up to 2⁻⁹ ≈ 0.2 % of
+    /// itself, and a gradient gathers the roundings of every layer on the forward and backward paths:
+    /// on the fixture models the SDS-step gradients stay within 2.7e-2 of each output's largest float32
+    /// value (losses within 1e-3); 5e-2 leaves room for other models without hiding a broken path
+    /// (a wrong layer is off by O(1)).
+    public static let bfloat16 = Tolerance(absolute: 1e-5, relative: 5e-2)
+
+    /// bf16 compute against a torch autocast reference (bundle metadata `precision: bf16-autocast`): two
+    /// bf16 computations that round in different places (autocast also rounds attention products and the
+    /// latent map) differ by up to the sum of their errors from float32: 9.1e-2 for torch's autocast on the
+    /// fixtures (tools/make_bf16_fixtures.py) plus 2.7e-2 for sdsclip's.
+    public static let bfloat16Autocast = Tolerance(absolute: 1e-5, relative: 0.15)
+
     /// Passes when max |a − b| ≤ absolute + relative · max |b|, with the same shape and every value
     /// finite in both: a reference holding ±inf or NaN is a broken bundle, never a pass.
     public func compare(name: String, computed: Tensor, expected: Tensor) -> OutputComparison {

@@ -14,7 +14,8 @@ public struct Linear {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try linear(x, weight: weight.tensor, bias: bias?.tensor)
+        if let reduced = weight.bfloat16 { return try linear(x, bfloat16: reduced, bias: bias?.tensor) }
+        return try linear(x, weight: weight.tensor, bias: bias?.tensor)
     }
 }
 
@@ -55,7 +56,10 @@ public struct Conv2D {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try conv2d(x, weight: weight.tensor, bias: bias.tensor, stride: (stride, stride), padding: padding)
+        if let reduced = weight.bfloat16 {
+            return try conv2d(x, bfloat16: reduced, bias: bias.tensor, stride: (stride, stride), padding: padding)
+        }
+        return try conv2d(x, weight: weight.tensor, bias: bias.tensor, stride: (stride, stride), padding: padding)
     }
 }
 

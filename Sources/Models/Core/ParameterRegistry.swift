@@ -122,6 +122,37 @@ public final class ParameterRegistry {
         }
     }
 
+    /// Roles whose frozen weights `useBFloat16` converts: the matrices `Linear` and `Conv2D` multiply by.
+    public static let bfloat16Roles: Set<ParameterRole> = [.linearWeight, .convWeight]
+
+    /// Gives every frozen linear and convolution weight a bf16 copy (made once, here) that its layer then
+    /// computes with; trainable parameters, norms, biases and embeddings stay float32. With `choice`
+    /// not using bf16 it drops any copies instead. Call after freezing: a parameter made trainable later
+    /// drops its copy. Returns the number of weights converted and the bytes their copies take.
+    @discardableResult
+    public func useBFloat16(_ choice: PrecisionChoice) throws -> (weights: Int, bytes: Int) {
+        var converted = 0, bytes = 0
+        for entry in entries where Self.bfloat16Roles.contains(entry.role) {
+            let parameter = entry.parameter
+            guard choice.usesBFloat16, !parameter.requiresGrad else {
+                parameter.bfloat16 = nil
+                continue
+            }
+            if parameter.bfloat16 == nil { parameter.bfloat16 = try BFloat16Weight(parameter.value, route: choice.route) }
+            converted += 1
+            bytes += parameter.bfloat16?.byteCount ?? 0
+        }
+        return (converted, bytes)
+    }
+
+    /// `useBFloat16` with a one-line account for logs: what runs in which precision.
+    public func apply(_ choice: PrecisionChoice, model: String) throws -> String {
+        let (weights, bytes) = try useBFloat16(choice)
+        guard choice.usesBFloat16 else { return "\(model): \(choice.summary)" }
+        let size = bytes >= 1 << 20 ? "\(bytes >> 20) MiB" : "\(bytes >> 10) KiB"
+        return "\(model): \(choice.summary); \(weights) frozen matrices in bf16 (\(size))"
+    }
+
     /// Total element count of the selected (all when nil) parameters.
     public func elementCount(_ selected: [RegisteredParameter]? = nil) -> Int {
         (selected ?? entries).reduce(0) { $0 + $1.parameter.value.count }

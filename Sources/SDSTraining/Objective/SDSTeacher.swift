@@ -127,6 +127,15 @@ public struct SDSTeacher {
                           notes: unet.notes + ["schedule from \(schedule.source), prediction \(schedule.prediction.rawValue)"])
     }
 
+    /// Converts the frozen UNet's and text encoder's matrices for `choice` (bf16 copies made once);
+    /// returns the log line.
+    public func apply(_ choice: PrecisionChoice) throws -> String {
+        let unetLine = try unet.registry.apply(choice, model: "teacher UNet")
+        guard choice.usesBFloat16 else { return "teacher: \(choice.summary)" }
+        let textLine = try textEncoder.registry.apply(choice, model: "teacher text encoder")
+        return unetLine + "; " + textLine
+    }
+
     /// The id `tokenizer` (the teacher's own) pads caption rows with: SD1's (CLIP ViT-L/14's) pads with
     /// end of text, SD2's (OpenCLIP's) with "!" (id 0).
     public func padID(with tokenizer: CLIPTokenizer) -> Int { version == .sd1 ? tokenizer.endOfText : 0 }

@@ -100,6 +100,10 @@ public final class Trainer {
         teacher = try Self.naming("teacher") {
             try SDSTeacher.load(teacherPath, configuration: configuration.teacherConfig, prediction: configuration.predictionType)
         }
+        let precision = configuration.precision.resolved()
+        if configuration.precision != .fp32 {
+            log("\(try clip.registry.apply(precision, model: "CLIP")); \(try teacher.apply(precision))\n")
+        }
         guard configuration.latentSize % teacher.unet.sizeMultiple == 0 else {
             throw ConfigurationError("latent-size \(configuration.latentSize) cannot go through this UNet: it must be a multiple of \(teacher.unet.sizeMultiple) (one halving per down block)")
         }

@@ -1,0 +1,97 @@
+/// A frozen weight's bf16 copy, made once when a model switches to bf16 (`ParameterRegistry.useBFloat16`):
+/// linear weights [out, in] as they are, convolution weights [O, C, kh, kw] as the [O, C·kh·kw] matrix.
+/// The layer that owns the parameter computes with it instead of the float32 value while the parameter
+/// is frozen; making the parameter trainable drops it.
+public final class BFloat16Weight: @unchecked Sendable {
+    public let matrix: BFloat16Matrix
+    /// The float32 weight's shape.
+    public let shape: [Int]
+    public let route: BFloat16Route
+
+    public init(_ weight: Tensor, route: BFloat16Route) throws {
+        guard weight.rank >= 2 else {
+            throw TensorError.shapeMismatch(op: "BFloat16Weight", detail: "expected a matrix or convolution weight, got \(weight.shape)")
+        }
+        let rows = weight.shape[0]
+        matrix = try BFloat16Matrix(weight.reshapedUnchecked([rows, rows == 0 ? 0 : weight.count / rows]))
+        shape = weight.shape
+        self.route = route
+    }
+
+    /// Bytes held by the bf16 copy.
+    public var byteCount: Int { matrix.byteCount }
+
+    /// The bf16 values widened to float32, in the weight's own shape (a transient copy for one call).
+    public var widened: Tensor { matrix.roundedWeights.reshapedUnchecked(shape) }
+}
+
+extension Tensor {
+    /// Every element rounded to the nearest bf16 value (ties to even), kept as float32; NaN and ±∞ stay.
+    /// Records as the identity for gradients (the rounding is a forward-only quantisation, as autocast's cast).
+    public func roundedToBFloat16() -> Tensor {
+        var output = Tensor(uninitializedShape: shape)
+        let source = storage.pointer, target = output.storage.pointer
+        parallelFor(count, grain: 1 << 16) { range in
+            for i in range { target[i] = bfloat16Rounded(source[i]) }
+        }
+        output.node = nil
+        return Tensor.record("round_bf16", output, inputs: [self]) { g, needs in [needs[0] ? g : nil] }
+    }
+}
+
+/// The nearest bf16 value of x (round to nearest, ties to even) as float32.
+@inline(__always)
+func bfloat16Rounded(_ x: Float) -> Float {
+    let bits = x.bitPattern
+    guard x.isFinite else { return x }
+    let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+    return Float(bitPattern: rounded & 0xFFFF_0000)
+}
+
+/// y = x·Wᵀ + b with W's bf16 copy: x rounded to bf16, products accumulated in float32. The input
+/// gradient uses the same bf16 weights with the output gradient rounded to bf16 (autocast's backward);
+/// the weight itself is frozen and gets none.
+public func linear(_ x: Tensor, bfloat16 weight: BFloat16Weight, bias: Tensor? = nil) throws -> Tensor {
+    let (outFeatures, inFeatures) = (weight.matrix.outputs, weight.matrix.inputs)
+    guard let last = x.shape.last, last == inFeatures else {
+        throw TensorError.shapeMismatch(op: "linear", detail: "input \(x.shape) vs bf16 weight [\(outFeatures), \(inFeatures)]")
+    }
+    if let bias, bias.shape != [outFeatures] {
+        throw TensorError.shapeMismatch(op: "linear", detail: "bias \(bias.shape), expected [\(outFeatures)]")
+    }
+    var output = try weight.matrix.product(x, route: weight.route)
+    if let bias {
+        let rows = outFeatures == 0 ? 0 : output.count / outFeatures
+        let py = output.storage.pointer, pb = bias.storage.pointer
+        parallelFor(rows, grain: max(1, 16384 / max(outFeatures, 1))) { range in
+            for row in range { for j in 0..<outFeatures { py[row * outFeatures + j] += pb[j] } }
+        }
+    }
+    output.node = nil
+    let inputShape = x.shape
+    var inputs = [x]
+    if let bias { inputs.append(bias) }
+    return Tensor.record("linear_bf16", output, inputs: inputs) { g, needs in
+        var gradX: Tensor? = nil
+        if needs[0] {
+            let rows = outFeatures == 0 ? 0 : g.count / outFeatures
+            let roundedG = g.roundedToBFloat16(), w = weight.matrix.roundedWeights
+            var dx = Tensor(uninitializedShape: inputShape)
+            gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures, a: roundedG.storage.pointer, lda: outFeatures,
+                 b: w.storage.pointer, ldb: inFeatures, c: dx.storage.pointer, ldc: inFeatures)
+            dx.node = nil
+            gradX = dx
+        }
+        let gradB: Tensor? = needs.count > 1 && needs[1] ? g.summed(to: [outFeatures]) : nil
+        return needs.count > 1 ? [gradX, gradB] : [gradX]
+    }
+}
+
+/// conv2d with a frozen weight's bf16 copy: the input rounded to bf16 and the bf16 weights widened to
+/// float32 for this call, then the engine's float32 convolution (products of bf16 values are exact in
+/// float32, sums are float32); the input gradient flows through the rounding unchanged.
+public func conv2d(_ x: Tensor, bfloat16 weight: BFloat16Weight, bias: Tensor? = nil,
+                   stride: (height: Int, width: Int) = (1, 1), padding: Padding2D = .zero,
+                   routing: ConvRouting = .standard) throws -> Tensor {
+    try conv2d(x.roundedToBFloat16(), weight: weight.widened, bias: bias, stride: stride, padding: padding, routing: routing)
+}
