@@ -6,6 +6,6 @@ extension Precision: ExpressibleByArgument {}
 /// The help text every command's `--precision` shares.
 enum PrecisionHelp {
     static let text = ArgumentHelp(
-        "fp32 | bf16 | auto. bf16: frozen linear and convolution weights rounded to bf16 once, their inputs per call, float32 accumulation; trained parameters, norms and activations stay float32 (emulated, slower, on CPUs without AVX512-BF16). auto: bf16 where the CPU has AVX512-BF16, else fp32.",
+        "fp32 | bf16 | auto. bf16: frozen linear and convolution weights rounded to bf16 once, their inputs per call, float32 accumulation; trained parameters, norms and activations stay float32 (emulated, slower, on CPUs without AVX512-BF16). auto: bf16 where the CPU has AVX512-BF16 and a short probe finds it ≥ 1.25× faster than fp32, else fp32.",
         valueName: "precision")
 }

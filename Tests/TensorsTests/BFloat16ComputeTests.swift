@@ -21,7 +21,11 @@ final class BFloat16ComputeTests: XCTestCase {
 
     func testThePrecisionChoiceFollowsTheCPU() {
         XCTAssertFalse(Precision.auto.resolved(hasBFloat16Units: false).usesBFloat16, "auto is fp32 without AVX512-BF16")
-        XCTAssertTrue(Precision.auto.resolved(hasBFloat16Units: true).usesBFloat16)
+        XCTAssertTrue(Precision.auto.resolved(hasBFloat16Units: true, speedup: 1.8).usesBFloat16)
+        let slow = Precision.auto.resolved(hasBFloat16Units: true, speedup: 0.47)
+        XCTAssertFalse(slow.usesBFloat16, "units slower than float32 (as measured on an Emerald Rapids VM) do not pay")
+        XCTAssertEqual(slow.summary, "precision auto: fp32 (bf16 GEMM measured 0.47× float32's speed here, below the 1.25× it needs)")
+        if !BFloat16Hardware.isPresent { XCTAssertNil(BFloat16Hardware.measuredSpeedup, "no probe without bf16 units") }
         let forced = Precision.bf16.resolved(hasBFloat16Units: false)
         XCTAssertTrue(forced.usesBFloat16)
         XCTAssertTrue(forced.emulated)

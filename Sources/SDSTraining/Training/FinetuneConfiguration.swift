@@ -84,7 +84,7 @@ public struct FinetuneConfiguration: Equatable, Sendable {
         int("t-min", "Smallest diffusion timestep sampled (ours).", \.tMin, minimum: 0),
         int("t-max", "Largest diffusion timestep sampled (ours).", \.tMax, minimum: 0),
         optionalChoice("prediction-type", "Override the teacher's prediction type: epsilon or v_prediction (default: its scheduler config).", \.predictionType),
-        choice("precision", "fp32, bf16 or auto: bf16 runs the frozen teacher and CLIP's frozen matrices in bf16 (float32 accumulation; trainables stay float32); auto = bf16 where the CPU has AVX512-BF16.", \.precision),
+        choice("precision", "fp32, bf16 or auto: bf16 runs the frozen teacher and CLIP's frozen matrices in bf16 (float32 accumulation; trainables stay float32); auto = bf16 where the CPU has AVX512-BF16 and it measures ≥ 1.25× faster.", \.precision),
         float("lr-clip", "Peak learning rate of CLIP's trainables (ours).", \.lrClip, minimum: 0),
         float("lr-map", "Peak learning rate of h_w (ours).", \.lrMap, minimum: 0),
         float("weight-decay", "AdamW decoupled weight decay, on matrices only (never norms or biases).", \.weightDecay, minimum: 0),
