@@ -72,6 +72,7 @@ public enum ModelVerifier {
         let result = try runner(model, bundle, options)
         let outputs = result.outputs
         var notes = result.notes
+        if options.precision.requested != .fp32 { notes.insert(options.precision.summary, at: 0) }
         var comparisons: [OutputComparison] = []
         let skipped = bundle.outputNames.filter { result.uncompared[$0] != nil }
         for reason in Set(skipped.compactMap { result.uncompared[$0] }).sorted() {

@@ -145,12 +145,13 @@ public final class ParameterRegistry {
         return (converted, bytes)
     }
 
-    /// `useBFloat16` with a one-line account for logs: what runs in which precision.
+    /// `useBFloat16` with a one-line account for logs: how many matrices run in bf16 (the choice's own
+    /// `summary` says how, once per run).
     public func apply(_ choice: PrecisionChoice, model: String) throws -> String {
         let (weights, bytes) = try useBFloat16(choice)
         guard choice.usesBFloat16 else { return "\(model): \(choice.summary)" }
         let size = bytes >= 1 << 20 ? "\(bytes >> 20) MiB" : "\(bytes >> 10) KiB"
-        return "\(model): \(choice.summary); \(weights) frozen matrices in bf16 (\(size))"
+        return "\(model): \(weights) frozen matrices in bf16 (\(size))"
     }
 
     /// Total element count of the selected (all when nil) parameters.

@@ -102,7 +102,9 @@ public final class Trainer {
         }
         let precision = configuration.precision.resolved()
         if configuration.precision != .fp32 {
-            log("\(try clip.registry.apply(precision, model: "CLIP")); \(try teacher.apply(precision))\n")
+            var line = precision.summary
+            if precision.usesBFloat16 { line += "\n\(try clip.registry.apply(precision, model: "CLIP")); \(try teacher.apply(precision))" }
+            log(line + "\n")
         }
         guard configuration.latentSize % teacher.unet.sizeMultiple == 0 else {
             throw ConfigurationError("latent-size \(configuration.latentSize) cannot go through this UNet: it must be a multiple of \(teacher.unet.sizeMultiple) (one halving per down block)")
