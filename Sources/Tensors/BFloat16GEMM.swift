@@ -94,7 +94,7 @@ public struct BFloat16Matrix: Sendable {
             let a = Self.rounded(x.storage.pointer, rows: m, cols: inputs, stride: lda)
             kernelProduct(a, lda: lda, m: m, into: out)
         default:
-            portableProduct(x.storage.pointer, m: m, into: out)
+            portableProduct(x, m: m, into: out)
         }
         return result
     }
@@ -148,14 +148,9 @@ public struct BFloat16Matrix: Sendable {
     }
 
     /// Both operands widened to f32 (the bf16 values exactly), then the engine's f32 GEMM.
-    private func portableProduct(_ x: UnsafePointer<Float>, m: Int, into out: UnsafeMutablePointer<Float>) {
-        let widenedA = Self.rounded(x, rows: m, cols: inputs, stride: inputs).map { Float(bitPattern: UInt32($0) << 16) }
-        let widenedW = bits.map { Float(bitPattern: UInt32($0) << 16) }
-        widenedA.withUnsafeBufferPointer { a in
-            widenedW.withUnsafeBufferPointer { w in
-                guard let ap = a.baseAddress, let wp = w.baseAddress else { return }
-                gemm(transA: false, transB: true, m: m, n: outputs, k: inputs, a: ap, lda: inputs, b: wp, ldb: inputs, c: out, ldc: outputs)
-            }
-        }
+    private func portableProduct(_ x: Tensor, m: Int, into out: UnsafeMutablePointer<Float>) {
+        let a = x.bfloat16RoundedValues(), w = roundedWeights
+        gemm(transA: false, transB: true, m: m, n: outputs, k: inputs, a: a.storage.pointer, lda: inputs,
+             b: w.storage.pointer, ldb: inputs, c: out, ldc: outputs)
     }
 }

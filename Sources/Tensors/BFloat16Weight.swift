@@ -29,13 +29,17 @@ extension Tensor {
     /// Every element rounded to the nearest bf16 value (ties to even), kept as float32; NaN and ±∞ stay.
     /// Records as the identity for gradients (the rounding is a forward-only quantisation, as autocast's cast).
     public func roundedToBFloat16() -> Tensor {
-        var output = Tensor(uninitializedShape: shape)
+        Tensor.record("round_bf16", bfloat16RoundedValues(), inputs: [self]) { g, needs in [needs[0] ? g : nil] }
+    }
+
+    /// The rounded values as a plain tensor (no graph).
+    func bfloat16RoundedValues() -> Tensor {
+        let output = Tensor(uninitializedShape: shape)
         let source = storage.pointer, target = output.storage.pointer
         parallelFor(count, grain: 1 << 16) { range in
             for i in range { target[i] = bfloat16Rounded(source[i]) }
         }
-        output.node = nil
-        return Tensor.record("round_bf16", output, inputs: [self]) { g, needs in [needs[0] ? g : nil] }
+        return output
     }
 }
 

@@ -115,12 +115,11 @@ struct EmbedCommand: ParsableCommand {
         try reportingErrors {
             try safety.admit([model])
             let loaded = try CLIPLoader.loadAny(model, configuration: config)
-            let choice = precision.resolved()
+            let choice = precision.resolvedAnnounced()
             switch loaded {
             case .full(let clip): try clip.model.registry.useBFloat16(choice)
             case .textOnly(let text): try text.encoder.registry.useBFloat16(choice)
             }
-            if choice.usesBFloat16 || precision == .auto { printError("note: \(choice.summary)") }
             let result = try withNoGrad { try embed(loaded) }
             guard result.images != nil || result.texts != nil else {
                 printError("error: nothing to embed: every image was skipped")

@@ -163,8 +163,7 @@ struct EvalCommand: ParsableCommand {
                 throw ExitCode(64)
             }
             let inputs = Evaluator.inputs(loaded)
-            let choice = precision.resolved()
-            if choice.usesBFloat16 || precision == .auto { printError("note: \(choice.summary)") }
+            let choice = precision.resolvedAnnounced()
             // The teacher is loaded first, so that a teacher that cannot work fails before any CLIP work.
             let scorer = try teacher.map { path in
                 try DiffusionScorer(teacher: EvalTeacher.load(path, configuration: teacherConfig, prediction: teacherPrediction, precision: choice),
