@@ -29,13 +29,16 @@ let package = Package(
         .systemLibrary(name: "CArchive", path: "Sources/CArchive"),
         // Open MPI (libopenmpi-dev) for `mpirun -np N sdsclip finetune`: linked always, initialised only under mpirun.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
-        // oneDNN (libdnnl-dev): one of the bf16 GEMM routes (BFloat16Matrix), measured in tools/bench/README.md.
+        // oneDNN (libdnnl-dev): bf16 matmuls and convolutions where the CPU has AMX (BFloat16Matrix,
+        // OneDNNConvolution), measured in tools/bench/README.md.
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
 
         .target(name: "WeightsIO", dependencies: ["CZlib"]),
         // Row kernels (softmax exp) with runtime AVX2/FMA dispatch; the package stays baseline x86-64.
         .target(name: "CTensorKernels"),
-        .target(name: "Tensors", dependencies: ["COpenBLAS", "CTensorKernels", "CDNNL"]),
+        // oneDNN's bf16 convolutions (forward, backward-data) with their layout reorders kept in C.
+        .target(name: "CDNNLShim", dependencies: ["CDNNL"]),
+        .target(name: "Tensors", dependencies: ["COpenBLAS", "CTensorKernels", "CDNNL", "CDNNLShim"]),
         // setjmp-based error handling for libjpeg/libpng, which Swift cannot express.
         .target(name: "CImageShim",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),

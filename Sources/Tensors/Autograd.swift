@@ -31,27 +31,56 @@ public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
 /// task, while the ops parallelise internally. `Sendable` only lets a model be handed to another
 /// task whole (a loader thread building it, a trainer taking it); nothing here locks.
 public final class Parameter: @unchecked Sendable {
-    public var value: Tensor
+    /// The float32 value; nil once `releaseFloat32` left the bf16 copy as the only one.
+    private var stored: Tensor?
+    private var storedShape: [Int]
+
+    /// The float32 value. After `releaseFloat32` it is the bf16 copy widened (a transient tensor per
+    /// read: correct, not fast; the layers compute from `bfloat16` itself).
+    public var value: Tensor {
+        get { stored ?? bfloat16?.widened ?? Tensor(zeros: storedShape) }
+        set {
+            stored = newValue
+            storedShape = newValue.shape
+        }
+    }
     public var requiresGrad: Bool {
         didSet { if requiresGrad { bfloat16 = nil } }   // a trained weight computes in float32
     }
     /// The frozen weight's bf16 copy when its model runs in bf16 (`ParameterRegistry.useBFloat16`);
-    /// nil while the parameter trains.
+    /// nil while the parameter trains. Dropping it restores a released float32 value from it.
     public var bfloat16: BFloat16Weight? {
-        didSet { if requiresGrad { bfloat16 = nil } }
+        didSet {
+            if requiresGrad, bfloat16 != nil { bfloat16 = nil }
+            if bfloat16 == nil, stored == nil, let oldValue { stored = oldValue.widened }
+        }
     }
+
+    /// Frees the float32 value of a frozen weight that has a bf16 copy (a bf16 teacher never needs
+    /// it: nothing of it trains or is saved); `value` reads widen the bf16 copy from then on, and
+    /// unfreezing or dropping the copy brings a float32 value back. Returns the bytes freed.
+    @discardableResult
+    public func releaseFloat32() -> Int {
+        guard let stored, bfloat16 != nil, !requiresGrad else { return 0 }
+        self.stored = nil
+        return stored.count * MemoryLayout<Float>.stride
+    }
+
+    /// Whether the float32 value is held (false after `releaseFloat32`).
+    public var holdsFloat32: Bool { stored != nil }
     /// The accumulated gradient (same shape as `value`), nil until a backward pass reaches this parameter.
     public var grad: Tensor?
     public let name: String
     private var leafNode: GraphNode?
 
     public init(_ value: Tensor, requiresGrad: Bool = true, name: String = "") {
-        self.value = value.detached
+        stored = value.detached
+        storedShape = value.shape
         self.requiresGrad = requiresGrad
         self.name = name
     }
 
-    public var shape: [Int] { value.shape }
+    public var shape: [Int] { storedShape }
 
     /// The value as a graph input (a plain tensor when frozen or under `withNoGrad`).
     public var tensor: Tensor {

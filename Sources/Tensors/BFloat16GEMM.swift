@@ -1,9 +1,11 @@
 import CTensorKernels
+import Foundation
 
 /// How `BFloat16Matrix.product` computes: all routes multiply the bf16-rounded activations by the bf16
 /// weights with f32 accumulation, so they agree to f32 summation-order differences.
 public enum BFloat16Route: Sendable, Equatable {
-    /// The measured fastest route the CPU supports (tools/bench/README.md, "bf16 GEMM"), else `.portable`.
+    /// The measured fastest route the CPU supports (tools/bench/README.md, "bf16 GEMM"): oneDNN where it
+    /// has AMX tiles, the own kernel on AVX512-BF16 without AMX, else `.portable`.
     case automatic
     /// oneDNN's bf16 matmul (throws where oneDNN has no bf16 kernel for the CPU).
     case oneDNN
@@ -21,10 +23,13 @@ public struct BFloat16Matrix: Sendable {
     public let inputs: Int
     /// bf16 bit patterns, n×k row-major (round to nearest even).
     let bits: [UInt16]
-    /// `sds_bf16_pack_weights` panels; empty when the CPU lacks AVX512-BF16.
-    let panels: [UInt16]
+    /// The own kernel's `sds_bf16_pack_weights` panels, packed on first use of that route; nil when the
+    /// CPU lacks AVX512-BF16.
+    let kernelPanels: PackedPanels?
     /// oneDNN bf16 matmul with its primitives cached per row count; nil when oneDNN is unavailable.
     let oneDNN: OneDNNMatMul?
+    /// oneDNN's g·W (the input gradient) on the same bf16 rows.
+    let oneDNNTransposed: OneDNNMatMul?
 
     /// Rounds a rank-2 [outputs, inputs] f32 weight to bf16.
     public init(_ weight: Tensor) throws {
@@ -38,22 +43,13 @@ public struct BFloat16Matrix: Sendable {
             if let base = buffer.baseAddress { sds_f32_to_bf16(weight.storage.pointer, n, k, base, k) }
             initialized = n * k
         }
-        if sds_cpu_has_avx512bf16() != 0 {
-            let count = sds_bf16_packed_count(n, k)
-            panels = bits.withUnsafeBufferPointer { source in
-                [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
-                    if let base = buffer.baseAddress, let w = source.baseAddress { sds_bf16_pack_weights(w, n, k, base) }
-                    initialized = count
-                }
-            }
-        } else {
-            panels = []
-        }
+        kernelPanels = sds_cpu_has_avx512bf16() != 0 ? PackedPanels() : nil
         oneDNN = OneDNNMatMul(n: n, k: k, type: .bfloat16)
+        oneDNNTransposed = OneDNNMatMul(n: k, k: n, type: .bfloat16, weightsKByN: true)
     }
 
-    /// Bytes of the bf16 copies held (row layout and kernel panels).
-    public var byteCount: Int { (bits.count + panels.count) * MemoryLayout<UInt16>.stride }
+    /// Bytes of the bf16 copies held (row layout and, once packed, kernel panels).
+    public var byteCount: Int { (bits.count + (kernelPanels?.count ?? 0)) * MemoryLayout<UInt16>.stride }
 
     /// The weights widened back to f32 (exactly the bf16 values), [outputs, inputs].
     public var roundedWeights: Tensor {
@@ -92,17 +88,20 @@ public struct BFloat16Matrix: Sendable {
         case .kernel:
             let lda = (inputs + 1) & ~1
             let a = Self.rounded(x.storage.pointer, rows: m, cols: inputs, stride: lda)
-            kernelProduct(a, lda: lda, m: m, into: out)
+            kernelProduct(a, lda: lda, m: m, panels: try packedPanels(), into: out)
         default:
             portableProduct(x, m: m, into: out)
         }
         return result
     }
 
-    private func resolved(_ route: BFloat16Route) throws -> BFloat16Route {
+    /// The route `route` runs as here (`.automatic` resolved), or an error when it is not available.
+    func resolved(_ route: BFloat16Route) throws -> BFloat16Route {
         switch route {
-        case .automatic: return panels.isEmpty ? .portable : .kernel
-        case .kernel: if panels.isEmpty { throw unavailable(route) }
+        case .automatic:
+            if kernelPanels == nil { return .portable }
+            return oneDNN != nil && OneDNNConvolution.hasAMX ? .oneDNN : .kernel
+        case .kernel: if kernelPanels == nil { throw unavailable(route) }
         case .oneDNN: if oneDNN == nil { throw unavailable(route) }
         case .portable: break
         }
@@ -111,6 +110,34 @@ public struct BFloat16Matrix: Sendable {
 
     private func unavailable(_ route: BFloat16Route) -> TensorError {
         .invalidArgument(op: "BFloat16Matrix.product", detail: "route \(route) is not available on this CPU or build")
+    }
+
+    /// g·W: g is [m, outputs] (rounded to bf16), the result [m, inputs] in float32 — the input gradient of
+    /// x·Wᵀ through the same bf16 weights. oneDNN where `route` resolves to it, else the widened weights
+    /// and the engine's float32 GEMM (the same products).
+    public func transposedProduct(_ g: Tensor, route: BFloat16Route = .automatic) throws -> Tensor {
+        guard g.rank >= 1, g.shape[g.rank - 1] == outputs else {
+            throw TensorError.shapeMismatch(op: "BFloat16Matrix.transposedProduct", detail: "gradient \(g.shape) · weight [\(outputs), \(inputs)]: last dimension must be \(outputs)")
+        }
+        let m = outputs == 0 ? g.shape.dropLast().reduce(1, *) : g.count / outputs
+        var shape = g.shape
+        shape[shape.count - 1] = inputs
+        let result = Tensor(uninitializedShape: shape)
+        let out = result.storage.pointer
+        if try resolved(route) == .oneDNN, let oneDNNTransposed {
+            let a = Self.rounded(g.storage.pointer, rows: m, cols: outputs, stride: outputs)
+            try a.withUnsafeBufferPointer { a in
+                try bits.withUnsafeBufferPointer { w in
+                    guard let ap = a.baseAddress, let wp = w.baseAddress else { return out.update(repeating: 0, count: m * inputs) }
+                    try oneDNNTransposed.run(m: m, a: ap, w: wp, c: out)
+                }
+            }
+        } else {
+            let roundedG = g.bfloat16RoundedValues(), w = roundedWeights
+            gemm(transA: false, transB: false, m: m, n: inputs, k: outputs, a: roundedG.storage.pointer, lda: outputs,
+                 b: w.storage.pointer, ldb: inputs, c: out, ldc: inputs)
+        }
+        return result
     }
 
     /// Rows of bf16 with row stride `stride` (≥ cols, zero-padded).
@@ -125,9 +152,20 @@ public struct BFloat16Matrix: Sendable {
         }
     }
 
+    private func packedPanels() throws -> [UInt16] {
+        guard let kernelPanels else { throw unavailable(.kernel) }
+        return kernelPanels.panels { bits.withUnsafeBufferPointer { source in
+            let (n, k) = (outputs, inputs), count = sds_bf16_packed_count(n, k)
+            return [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
+                if let base = buffer.baseAddress, let w = source.baseAddress { sds_bf16_pack_weights(w, n, k, base) }
+                initialized = count
+            }
+        } }
+    }
+
     /// Tiles of 96 rows × one 64-column panel, pulled by the workers; consecutive tiles share a row block
     /// so a worker's A rows stay in L2 while it walks the panels.
-    private func kernelProduct(_ a: [UInt16], lda: Int, m: Int, into out: UnsafeMutablePointer<Float>) {
+    private func kernelProduct(_ a: [UInt16], lda: Int, m: Int, panels: [UInt16], into out: UnsafeMutablePointer<Float>) {
         let rowBlock = 96, panelCount = (outputs + Int(SDS_BF16_PANEL) - 1) / Int(SDS_BF16_PANEL)
         let rowBlocks = (m + rowBlock - 1) / rowBlock
         let (n, k) = (outputs, inputs)
@@ -152,5 +190,26 @@ public struct BFloat16Matrix: Sendable {
         let a = x.bfloat16RoundedValues(), w = roundedWeights
         gemm(transA: false, transB: true, m: m, n: outputs, k: inputs, a: a.storage.pointer, lda: inputs,
              b: w.storage.pointer, ldb: inputs, c: out, ldc: outputs)
+    }
+}
+
+/// The own kernel's weight panels, made once on first use (a oneDNN-routed matrix never pays for them).
+final class PackedPanels: @unchecked Sendable {
+    private let lock = NSLock()
+    private var packed: [UInt16]?
+
+    var count: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return packed?.count ?? 0
+    }
+
+    func panels(_ pack: () -> [UInt16]) -> [UInt16] {
+        lock.lock()
+        defer { lock.unlock() }
+        if let packed { return packed }
+        let made = pack()
+        packed = made
+        return made
     }
 }

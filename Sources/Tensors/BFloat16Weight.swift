@@ -7,6 +7,9 @@ public final class BFloat16Weight: @unchecked Sendable {
     /// The float32 weight's shape.
     public let shape: [Int]
     public let route: BFloat16Route
+    /// oneDNN's bf16 convolutions for a convolution weight where the CPU has bf16 units (else nil: the
+    /// float32 routes on the widened weights).
+    let convolution: OneDNNConvolution?
 
     public init(_ weight: Tensor, route: BFloat16Route) throws {
         guard weight.rank >= 2 else {
@@ -16,10 +19,15 @@ public final class BFloat16Weight: @unchecked Sendable {
         matrix = try BFloat16Matrix(weight.reshapedUnchecked([rows, rows == 0 ? 0 : weight.count / rows]))
         shape = weight.shape
         self.route = route
+        let accelerated = try matrix.resolved(route) != .portable
+        convolution = weight.rank == 4 && accelerated ? OneDNNConvolution(weight: matrix, shape: weight.shape) : nil
     }
 
-    /// Bytes held by the bf16 copy.
-    public var byteCount: Int { matrix.byteCount }
+    /// Whether this convolution weight computes through oneDNN's bf16 convolutions (else the float32 routes).
+    public var convolvesWithOneDNN: Bool { convolution != nil }
+
+    /// Bytes held by the bf16 copies (and oneDNN's reordered convolution weights made so far).
+    public var byteCount: Int { matrix.byteCount + (convolution?.weightBytes ?? 0) }
 
     /// The bf16 values widened to float32, in the weight's own shape (a transient copy for one call).
     public var widened: Tensor { matrix.roundedWeights.reshapedUnchecked(shape) }
@@ -78,11 +86,7 @@ public func linear(_ x: Tensor, bfloat16 weight: BFloat16Weight, bias: Tensor? =
     return Tensor.record("linear_bf16", output, inputs: inputs) { g, needs in
         var gradX: Tensor? = nil
         if needs[0] {
-            let rows = outFeatures == 0 ? 0 : g.count / outFeatures
-            let roundedG = g.roundedToBFloat16(), w = weight.matrix.roundedWeights
-            var dx = Tensor(uninitializedShape: inputShape)
-            gemm(transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures, a: roundedG.storage.pointer, lda: outFeatures,
-                 b: w.storage.pointer, ldb: inFeatures, c: dx.storage.pointer, ldc: inFeatures)
+            var dx = try weight.matrix.transposedProduct(g, route: weight.route).reshapedUnchecked(inputShape)
             dx.node = nil
             gradX = dx
         }
@@ -91,11 +95,43 @@ public func linear(_ x: Tensor, bfloat16 weight: BFloat16Weight, bias: Tensor? =
     }
 }
 
-/// conv2d with a frozen weight's bf16 copy: the input rounded to bf16 and the bf16 weights widened to
-/// float32 for this call, then the engine's float32 convolution (products of bf16 values are exact in
-/// float32, sums are float32); the input gradient flows through the rounding unchanged.
+/// conv2d with a frozen weight's bf16 copy, the input rounded to bf16, float32 sums. Where the CPU has
+/// bf16 units, oneDNN's bf16 convolution (forward, and its backward-data for the input gradient, with the
+/// output gradient rounded to bf16 as autocast's backward); elsewhere the bf16 weights widened to float32
+/// for this call and the engine's float32 convolution (products of bf16 values are exact in float32),
+/// the input gradient flowing through the rounding unchanged.
 public func conv2d(_ x: Tensor, bfloat16 weight: BFloat16Weight, bias: Tensor? = nil,
                    stride: (height: Int, width: Int) = (1, 1), padding: Padding2D = .zero,
                    routing: ConvRouting = .standard) throws -> Tensor {
-    try conv2d(x.roundedToBFloat16(), weight: weight.widened, bias: bias, stride: stride, padding: padding, routing: routing)
+    guard let convolution = weight.convolution, x.rank == 4, weight.shape.count == 4, x.shape[1] == weight.shape[1],
+          stride.height > 0, stride.width > 0, padding.top >= 0, padding.bottom >= 0, padding.left >= 0, padding.right >= 0 else {
+        return try conv2d(x.roundedToBFloat16(), weight: weight.widened, bias: bias, stride: stride, padding: padding, routing: routing)
+    }
+    let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+    let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+    let paddedH = h + padding.top + padding.bottom, paddedW = w + padding.left + padding.right
+    guard paddedH >= kh, paddedW >= kw, kh > 0, kw > 0 else {
+        throw TensorError.shapeMismatch(op: "conv2d", detail: "kernel \(kh)×\(kw) larger than padded input \(paddedH)×\(paddedW)")
+    }
+    if let bias, bias.shape != [o] {
+        throw TensorError.shapeMismatch(op: "conv2d", detail: "bias \(bias.shape), expected [\(o)]")
+    }
+    let outputShape = [n, o, (paddedH - kh) / stride.height + 1, (paddedW - kw) / stride.width + 1]
+    let shape = OneDNNConvolution.Shape(batch: n, height: h, width: w, strideH: stride.height, strideW: stride.width,
+                                        padding: [padding.top, padding.left, padding.bottom, padding.right], hasBias: bias != nil)
+    var output = n == 0 ? Tensor(zeros: outputShape) : try convolution.forward(x, bias: bias, shape: shape, outputShape: outputShape)
+    output.node = nil
+    let inputShape = x.shape
+    var inputs = [x]
+    if let bias { inputs.append(bias) }
+    return Tensor.record("conv2d_bf16", output, inputs: inputs) { g, needs in
+        var gradX: Tensor? = nil
+        if needs[0] {
+            var dx = n == 0 ? Tensor(zeros: inputShape) : try convolution.inputGradient(g, shape: shape, inputShape: inputShape)
+            dx.node = nil
+            gradX = dx
+        }
+        let gradB: Tensor? = needs.count > 1 && needs[1] ? g.reduceSum(keeping: [1, o, 1, 1]).reshapedUnchecked([o]) : nil
+        return needs.count > 1 ? [gradX, gradB] : [gradX]
+    }
 }

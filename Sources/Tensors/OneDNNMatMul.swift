@@ -1,7 +1,7 @@
 import CDNNL
 import Foundation
 
-/// oneDNN matmuls C[m×n] = A[m×k]·Wᵀ (W stored n×k) of one element type, f32 accumulation and output, with
+/// oneDNN matmuls C[m×n] = A[m×k]·Wᵀ (W stored n×k; or A·W with W stored k×n, `weightsKByN`) of one element type, f32 accumulation and output, with
 /// one primitive per row count created on first use and kept (oneDNN primitive creation costs far more
 /// than a small product). oneDNN runs on its own OpenMP thread team (libgomp; OMP_NUM_THREADS, default
 /// all cores), not the engine's workers. A reference type so that copies of the weight value share the
@@ -10,6 +10,8 @@ final class OneDNNMatMul: @unchecked Sendable {
     enum ElementType: Sendable { case bfloat16, float32 }
 
     let n: Int, k: Int
+    /// The weights are stored k×n (the matmul is A·W) instead of n×k (A·Wᵀ).
+    let weightsKByN: Bool
     private let type: dnnl_data_type_t
     private let engine: dnnl_engine_t
     private let stream: dnnl_stream_t
@@ -17,9 +19,10 @@ final class OneDNNMatMul: @unchecked Sendable {
     private var primitives: [Int: dnnl_primitive_t] = [:]
 
     /// nil when oneDNN cannot create a CPU engine and stream.
-    init?(n: Int, k: Int, type: ElementType) {
+    init?(n: Int, k: Int, type: ElementType, weightsKByN: Bool = false) {
         self.n = n
         self.k = k
+        self.weightsKByN = weightsKByN
         self.type = type == .bfloat16 ? dnnl_bf16 : dnnl_f32
         var engine: dnnl_engine_t?
         guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else { return nil }
@@ -38,7 +41,7 @@ final class OneDNNMatMul: @unchecked Sendable {
         dnnl_engine_destroy(engine)
     }
 
-    /// c (m×n, row-major) = a (m×k, row-major) · wᵀ; a and w hold elements of this matmul's type.
+    /// c (m×n, row-major) = a (m×k, row-major) · wᵀ (or · w when `weightsKByN`); a and w hold elements of this matmul's type.
     /// Throws when oneDNN refuses the shape or type (e.g. bf16 on a CPU oneDNN has no bf16 kernel for).
     func run(m: Int, a: UnsafeRawPointer, w: UnsafeRawPointer, c: UnsafeMutablePointer<Float>) throws {
         lock.lock()
@@ -48,12 +51,12 @@ final class OneDNNMatMul: @unchecked Sendable {
             primitive = cached
         } else {
             var created: dnnl_primitive_t?
-            let status = sds_dnnl_matmul_create(engine, Int64(m), Int64(n), Int64(k), type, &created)
+            let status = sds_dnnl_matmul_create(engine, Int64(m), Int64(n), Int64(k), type, weightsKByN ? 1 : 0, &created)
             guard status == dnnl_success, let created else { throw failure("creating the primitive", status, m) }
             primitives[m] = created
             primitive = created
         }
-        let status = sds_dnnl_matmul_run(primitive, engine, stream, Int64(m), Int64(n), Int64(k), type, a, w, c)
+        let status = sds_dnnl_matmul_run(primitive, engine, stream, Int64(m), Int64(n), Int64(k), type, weightsKByN ? 1 : 0, a, w, c)
         guard status == dnnl_success else { throw failure("running the primitive", status, m) }
     }
 

@@ -55,7 +55,7 @@ public enum BFloat16Hardware {
             }
             return fastest
         }
-        let bf16 = best { _ = try matrix.product(x, route: .kernel) }
+        let bf16 = best { _ = try matrix.product(x, route: .automatic) }
         let fp32 = best { _ = try linear(x, weight: w) }
         return bf16.isFinite && bf16 > 0 ? fp32 / bf16 : nil
     }()

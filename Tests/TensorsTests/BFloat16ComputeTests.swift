@@ -63,6 +63,48 @@ final class BFloat16ComputeTests: XCTestCase {
         XCTAssertNotNil(x.grad, "the input gradient passes through the rounding")
     }
 
+    /// Strided, unevenly padded, with a random output gradient: where oneDNN runs the convolution (CPUs
+    /// with bf16 units) its input gradient is the float32 one of g̃ (g rounded to bf16, as autocast's
+    /// backward) through W̃; on the float32 routes it is g's through W̃. Either way to float32 sums.
+    func testConvolutionGradientMatchesItsRoute() throws {
+        let x = Parameter(Tensor.randn(shape: [2, 5, 11, 10], seed: 9))
+        let w = Tensor.randn(shape: [7, 5, 3, 3], seed: 10, scale: 0.2), b = Tensor.randn(shape: [7], seed: 11)
+        let reduced = try BFloat16Weight(w, route: .automatic)
+        XCTAssertEqual(reduced.convolvesWithOneDNN, BFloat16Hardware.isPresent)
+        let padding = Padding2D(top: 0, bottom: 1, left: 1, right: 0)
+        let y = try conv2d(x.tensor, bfloat16: reduced, bias: b, stride: (2, 2), padding: padding)
+        let rounded = Parameter(x.value.roundedToBFloat16())
+        let expected = try conv2d(rounded.tensor, weight: w.roundedToBFloat16(), bias: b, stride: (2, 2), padding: padding)
+        try assertClose(y, expected, relative: 1e-5)
+
+        let g = Tensor.randn(shape: y.shape, seed: 12)
+        try (y * g).sum().backward()
+        try (expected * (reduced.convolvesWithOneDNN ? g.roundedToBFloat16() : g)).sum().backward()
+        try assertClose(try XCTUnwrap(x.grad), try XCTUnwrap(rounded.grad), relative: 1e-5)
+        // A second call with another batch size gets its own primitive and the same numbers.
+        let single = try conv2d(x.value.narrow(axis: 0, start: 0, length: 1), bfloat16: reduced, bias: b, stride: (2, 2), padding: padding)
+        try assertClose(single, expected.detached.narrow(axis: 0, start: 0, length: 1), relative: 1e-5)
+    }
+
+    /// A frozen teacher's float32 values can go once bf16 copies exist: reads widen the bf16 copy, and
+    /// unfreezing brings a float32 value back (the bf16 values: the float32 ones are gone).
+    func testReleasingTheFloat32Value() throws {
+        let w = Tensor.randn(shape: [6, 4], seed: 13)
+        let p = Parameter(w, requiresGrad: false, name: "w")
+        XCTAssertEqual(p.releaseFloat32(), 0, "nothing to release without a bf16 copy")
+        p.bfloat16 = try BFloat16Weight(p.value, route: .automatic)
+        XCTAssertEqual(p.releaseFloat32(), 6 * 4 * 4)
+        XCTAssertFalse(p.holdsFloat32)
+        XCTAssertEqual(p.shape, [6, 4])
+        XCTAssertEqual(p.value.scalars, w.roundedToBFloat16().scalars)
+        let x = Tensor.randn(shape: [3, 4], seed: 14)
+        try assertClose(try linear(x, bfloat16: try XCTUnwrap(p.bfloat16)), try linear(x.roundedToBFloat16(), weight: w.roundedToBFloat16()), relative: 1e-5)
+        p.requiresGrad = true
+        XCTAssertNil(p.bfloat16)
+        XCTAssertTrue(p.holdsFloat32)
+        XCTAssertEqual(p.value.scalars, w.roundedToBFloat16().scalars)
+    }
+
     /// A weight made trainable computes in float32 again: its bf16 copy goes.
     func testTrainingAParameterDropsItsCopy() throws {
         let p = Parameter(Tensor.randn(shape: [4, 4], seed: 8), requiresGrad: false, name: "w")

@@ -72,6 +72,32 @@ final class BFloat16GEMMTests: XCTestCase {
         }
     }
 
+    /// g·W (a linear layer's input gradient) on the same bf16 weights: within f32 accumulation of the fp64
+    /// product of the rounded operands, on every route (oneDNN where the CPU has AMX, else widened weights).
+    func testTransposedProductMatchesTheFP64ProductOfRoundedOperands() throws {
+        for (m, n, k) in shapes {
+            let g = Tensor.randn(shape: [m, n], seed: UInt64(m * 31 + n)), w = Tensor.randn(shape: [n, k], seed: UInt64(k + 3))
+            let matrix = try BFloat16Matrix(w)
+            let gs = g.scalars, ws = w.scalars
+            for route in routes() {
+                let out = try matrix.transposedProduct(g, route: route)
+                XCTAssertEqual(out.shape, [m, k])
+                let c = out.scalars
+                for i in 0..<m {
+                    for j in 0..<k {
+                        var rounded = 0.0, magnitude = 0.0
+                        for t in 0..<n {
+                            rounded += Self.bf16(gs[i * n + t]) * Self.bf16(ws[t * k + j])
+                            magnitude += abs(Double(gs[i * n + t]) * Double(ws[t * k + j]))
+                        }
+                        XCTAssertLessThanOrEqual(abs(Double(c[i * k + j]) - rounded), Double(n) * 0x1p-24 * magnitude * 1.01 + 1e-30,
+                                                 "\(route) g·W \(m)×\(n)·\(n)×\(k) [\(i), \(j)]")
+                    }
+                }
+            }
+        }
+    }
+
     func testLeadingDimensionsAreRowsAndWeightsRoundToNearestEven() throws {
         let w = try Tensor(shape: [2, 2], data: [1 + 0x1p-8, 1 + 3 * 0x1p-8, -(1 + 0x1p-9 + 0x1p-20), .nan])
         let rounded = try BFloat16Matrix(w).roundedWeights.scalars

@@ -130,7 +130,9 @@ public final class ParameterRegistry {
     /// not using bf16 it drops any copies instead. Call after freezing: a parameter made trainable later
     /// drops its copy. Returns the number of weights converted and the bytes their copies take.
     @discardableResult
-    public func useBFloat16(_ choice: PrecisionChoice) throws -> (weights: Int, bytes: Int) {
+    /// releasingFloat32: also free the float32 values of the converted weights (a frozen teacher, never
+    /// trained or saved: `Parameter.releaseFloat32`), so bf16 halves their memory instead of adding half.
+    public func useBFloat16(_ choice: PrecisionChoice, releasingFloat32: Bool = false) throws -> (weights: Int, bytes: Int) {
         var converted = 0, bytes = 0
         for entry in entries where Self.bfloat16Roles.contains(entry.role) {
             let parameter = entry.parameter
@@ -139,6 +141,7 @@ public final class ParameterRegistry {
                 continue
             }
             if parameter.bfloat16 == nil { parameter.bfloat16 = try BFloat16Weight(parameter.value, route: choice.route) }
+            if releasingFloat32 { parameter.releaseFloat32() }
             converted += 1
             bytes += parameter.bfloat16?.byteCount ?? 0
         }
@@ -147,11 +150,11 @@ public final class ParameterRegistry {
 
     /// `useBFloat16` with a one-line account for logs: how many matrices run in bf16 (the choice's own
     /// `summary` says how, once per run).
-    public func apply(_ choice: PrecisionChoice, model: String) throws -> String {
-        let (weights, bytes) = try useBFloat16(choice)
+    public func apply(_ choice: PrecisionChoice, model: String, releasingFloat32: Bool = false) throws -> String {
+        let (weights, bytes) = try useBFloat16(choice, releasingFloat32: releasingFloat32)
         guard choice.usesBFloat16 else { return "\(model): \(choice.summary)" }
         let size = bytes >= 1 << 20 ? "\(bytes >> 20) MiB" : "\(bytes >> 10) KiB"
-        return "\(model): \(weights) frozen matrices in bf16 (\(size))"
+        return "\(model): \(weights) frozen matrices in bf16 (\(size)\(releasingFloat32 ? ", float32 copies freed" : ""))"
     }
 
     /// Total element count of the selected (all when nil) parameters.

@@ -127,12 +127,12 @@ public struct SDSTeacher {
                           notes: unet.notes + ["schedule from \(schedule.source), prediction \(schedule.prediction.rawValue)"])
     }
 
-    /// Converts the frozen UNet's and text encoder's matrices for `choice` (bf16 copies made once);
-    /// returns the log line.
+    /// Converts the frozen UNet's and text encoder's matrices for `choice` (bf16 copies made once, their
+    /// float32 values freed: the teacher never trains and is never saved); returns the log line.
     public func apply(_ choice: PrecisionChoice) throws -> String {
-        let unetLine = try unet.registry.apply(choice, model: "teacher UNet")
+        let unetLine = try unet.registry.apply(choice, model: "teacher UNet", releasingFloat32: true)
         guard choice.usesBFloat16 else { return "teacher: \(choice.summary)" }
-        let textLine = try textEncoder.registry.apply(choice, model: "teacher text encoder")
+        let textLine = try textEncoder.registry.apply(choice, model: "teacher text encoder", releasingFloat32: true)
         return unetLine + "; " + textLine
     }
 

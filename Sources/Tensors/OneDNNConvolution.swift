@@ -1,0 +1,106 @@
+import CDNNL
+import CDNNLShim
+import Foundation
+
+/// oneDNN's bf16 convolutions for one frozen weight (`BFloat16Weight`): forward and input gradient,
+/// one primitive pair per input shape, created on first use and kept with oneDNN's reordered copy of
+/// the weights (its blocked layout for AMX / AVX512-BF16). Inputs and outputs stay float32 NCHW; the
+/// rounding to bf16 and the layout changes are oneDNN reorders inside each call. A reference type, so
+/// copies of the weight share the primitives; runs are serialised by a lock (a oneDNN stream is not
+/// meant for concurrent use, and each model runs from one task).
+final class OneDNNConvolution: @unchecked Sendable {
+    struct Shape: Hashable {
+        var batch: Int, height: Int, width: Int
+        var strideH: Int, strideW: Int
+        var padding: [Int]   // top, left, bottom, right
+        var hasBias: Bool
+    }
+
+    private let weight: BFloat16Matrix
+    private let outputs: Int, channels: Int, kernelH: Int, kernelW: Int
+    private let engine: dnnl_engine_t
+    private let stream: dnnl_stream_t
+    private let lock = NSLock()
+    private var convolutions: [Shape: OpaquePointer] = [:]
+
+    /// nil when oneDNN cannot create a CPU engine and stream. weightShape: [O, C, kh, kw].
+    init?(weight: BFloat16Matrix, shape weightShape: [Int]) {
+        guard weightShape.count == 4 else { return nil }
+        var engine: dnnl_engine_t?
+        guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else { return nil }
+        var stream: dnnl_stream_t?
+        guard dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else {
+            dnnl_engine_destroy(engine)
+            return nil
+        }
+        self.weight = weight
+        (outputs, channels, kernelH, kernelW) = (weightShape[0], weightShape[1], weightShape[2], weightShape[3])
+        self.engine = engine
+        self.stream = stream
+    }
+
+    deinit {
+        for convolution in convolutions.values { sds_dnnl_conv_destroy(convolution) }
+        dnnl_stream_destroy(stream)
+        dnnl_engine_destroy(engine)
+    }
+
+    /// Whether oneDNN computes bf16 convolutions with AMX tiles on this CPU.
+    static var hasAMX: Bool { sds_dnnl_has_amx() != 0 }
+
+    /// Bytes of oneDNN's weight copies over all shapes seen.
+    var weightBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return convolutions.values.reduce(0) { $0 + sds_dnnl_conv_weight_bytes($1) }
+    }
+
+    /// y [N, O, OH, OW] = conv(bf16(x), W) + bias, x [N, C, H, W] float32.
+    func forward(_ x: Tensor, bias: Tensor?, shape: Shape, outputShape: [Int]) throws -> Tensor {
+        let output = Tensor(uninitializedShape: outputShape)
+        try run(shape, "forward") { convolution in
+            sds_dnnl_conv_forward(convolution, stream, x.storage.pointer, bias?.storage.pointer, output.storage.pointer)
+        }
+        return output
+    }
+
+    /// ∂L/∂x [N, C, H, W] for ∂L/∂y (rounded to bf16), through the same bf16 weights.
+    func inputGradient(_ g: Tensor, shape: Shape, inputShape: [Int]) throws -> Tensor {
+        let result = Tensor(uninitializedShape: inputShape)
+        try run(shape, "backward-data") { convolution in
+            sds_dnnl_conv_backward_data(convolution, stream, g.storage.pointer, result.storage.pointer)
+        }
+        return result
+    }
+
+    private func run(_ shape: Shape, _ step: String, _ body: (OpaquePointer) -> dnnl_status_t) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        let convolution = try primitive(for: shape)
+        let status = body(convolution)
+        guard status == dnnl_success else { throw failure("running the \(step) convolution", status, shape) }
+    }
+
+    private func primitive(for shape: Shape) throws -> OpaquePointer {
+        if let cached = convolutions[shape] { return cached }
+        var description = sds_dnnl_conv_shape(
+            batch: Int64(shape.batch), channels: Int64(channels), height: Int64(shape.height), width: Int64(shape.width),
+            outputs: Int64(outputs), kernel_h: Int64(kernelH), kernel_w: Int64(kernelW),
+            stride_h: Int64(shape.strideH), stride_w: Int64(shape.strideW),
+            pad_top: Int64(shape.padding[0]), pad_left: Int64(shape.padding[1]),
+            pad_bottom: Int64(shape.padding[2]), pad_right: Int64(shape.padding[3]))
+        var created: OpaquePointer?
+        let status = weight.bits.withUnsafeBufferPointer { bits -> dnnl_status_t in
+            guard let base = bits.baseAddress else { return dnnl_invalid_arguments }
+            return sds_dnnl_conv_create(engine, &description, base, shape.hasBias ? 1 : 0, &created)
+        }
+        guard status == dnnl_success, let created else { throw failure("creating the convolution", status, shape) }
+        convolutions[shape] = created
+        return created
+    }
+
+    private func failure(_ step: String, _ status: dnnl_status_t, _ shape: Shape) -> TensorError {
+        .invalidArgument(op: "oneDNN bf16 conv2d", detail: "\(step) for input [\(shape.batch), \(channels), \(shape.height), \(shape.width)] "
+            + "and weight [\(outputs), \(channels), \(kernelH), \(kernelW)] failed with dnnl status \(status.rawValue)")
+    }
+}
