@@ -15,10 +15,10 @@ import Tensors
 // [B, 4, S, S], fixed timesteps. Timed: best of REPEATS after one warm-up step (wall seconds, and the
 // process CPU seconds of that step). Threads: SDSCLIP_THREADS.
 enum SDSBench {
-    static let usage = "sds-step full|sds BATCH [REPEATS] [LATENT_SIDE] [MICRO_BATCH]"
+    static let usage = "sds-step full|sds BATCH [REPEATS] [LATENT_SIDE] [MICRO_BATCH] [fp32|bf16|auto]"
 
     static let cases: [BenchCase] = [
-        BenchCase(name: "sds-step", summary: "full|sds BATCH [REPEATS] [LATENT_SIDE] [MICRO]: one SDS-CLIP step (B/32 + SD1.5 UNet, AdamW); seconds") { arguments in
+        BenchCase(name: "sds-step", summary: "full|sds BATCH [REPEATS] [LATENT_SIDE] [MICRO] [PRECISION]: one SDS-CLIP step (B/32 + SD1.5 UNet, AdamW); seconds") { arguments in
             guard arguments.count >= 2, let gradient = SDSGradientMode(rawValue: arguments[0]),
                   let batch = Int(arguments[1]), batch >= 1 else {
                 throw BenchUsage(usage)
@@ -31,7 +31,15 @@ enum SDSBench {
             let (repeats, side, micro) = (try number(2, 2), try number(3, 64), try number(4, 1))
             guard side % 8 == 0 else { throw BenchUsage(usage + " (the latent side must be a multiple of 8)") }
 
+            var precision = Precision.fp32
+            if arguments.count > 5 {
+                guard let parsed = Precision(rawValue: arguments[5]) else { throw BenchUsage(usage) }
+                precision = parsed
+            }
+            let choice = precision.resolved()
             let (step, optimizer, inputs) = try build(gradient: gradient, batch: batch, side: side, microBatch: micro)
+            let notes = [try step.clip.registry.apply(choice, model: "CLIP"), try step.teacher.apply(choice)]
+            FileHandle.standardError.write(Data((["precision: \(choice.summary)"] + notes).joined(separator: "\n").appending("\n").utf8))
             var losses: SDSLosses?
             let time = try TensorBench.measure(repeats: repeats) {
                 optimizer.zeroGrad()
@@ -43,7 +51,8 @@ enum SDSBench {
                     "micro_batch": micro, "seconds": time.wall, "cpu_seconds": time.cpu, "repeats": repeats,
                     "loss_clip": Double(losses?.clip ?? .nan), "loss_sds": Double(losses?.sds ?? .nan), "checksum": Double(mapGradient),
                     "trainable": optimizer.parameters.reduce(0) { $0 + $1.value.count },
-                    "peak_rss_bytes": peakResidentBytes(), "threads": Threading.threadCount])
+                    "peak_rss_bytes": peakResidentBytes(), "threads": Threading.threadCount, "precision": precision.rawValue,
+                    "bf16": choice.usesBFloat16])
         },
     ]
 

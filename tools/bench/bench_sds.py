@@ -82,19 +82,19 @@ def last_json(stdout, stderr, what):
     return lines[-1]
 
 
-def run_swift(binary, gradient, batch, side, repeats, threads):
-    env = dict(os.environ, SDSCLIP_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-    cmd = [binary, "sds-step", gradient, str(batch), str(repeats), str(side)]
+def run_swift(binary, gradient, batch, side, repeats, threads, precision):
+    env = dict(os.environ, SDSCLIP_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    cmd = [binary, "sds-step", gradient, str(batch), str(repeats), str(side), "1", precision]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"sdsclip-bench sds-step failed ({out.returncode}):\n{out.stderr}")
     return last_json(out.stdout, out.stderr, "sdsclip-bench sds-step")
 
 
-def run_torch(gradient, batch, side, repeats, threads):
+def run_torch(gradient, batch, side, repeats, threads, precision):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-case", f"{gradient}:{batch}", "--latent", str(side),
-           "--repeats", str(repeats), "--threads", str(threads)]
+           "--repeats", str(repeats), "--threads", str(threads), "--precision", precision]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"torch {gradient}:{batch} failed ({out.returncode}):\n{out.stderr}")
@@ -116,8 +116,10 @@ def timesteps(batch):
     return [980 - (960 * i) // max(batch - 1, 1) for i in range(batch)]
 
 
-def torch_case(gradient, batch, side, repeats, threads, micro=1):
-    """Child process: one torch measurement of the step, printed as a JSON line."""
+def torch_case(gradient, batch, side, repeats, threads, precision, micro=1):
+    """Child process: one torch measurement of the step, printed as a JSON line. precision bf16: every
+    forward under CPU autocast (bf16 matrix products and convolutions, float32 weights and gradients)."""
+    import contextlib
     import torch
     import torch.nn.functional as F
     from diffusers import UNet2DConditionModel
@@ -157,15 +159,30 @@ def torch_case(gradient, batch, side, repeats, threads, micro=1):
     labels = torch.arange(batch)
     losses = {}
 
+    def autocast():
+        if precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def step():
         optimizer.zero_grad(set_to_none=True)
-        vision = clip.vision_model(pixel_values=pixels)
-        image = clip.visual_projection(vision.pooler_output)
-        text = clip.text_projection(clip.text_model(input_ids=ids).pooler_output)
-        scale = clip.logit_scale.exp().clamp(max=100)
-        logits = scale * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
-        loss_clip = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-        z0 = latent_map(image).view(batch, 4, side, side)
+        forward_clip_and_sds()
+        latent_gradient = torch.cat(state["gradients"])
+        (state["loss_clip"] + LAMBDA * (state["z0"] * latent_gradient).sum()).backward()
+        optimizer.step()
+        losses.update(loss_clip=state["loss_clip"].item(), loss_sds=state["loss_sds"])
+
+    state = {}
+
+    def forward_clip_and_sds():
+        with autocast():
+            vision = clip.vision_model(pixel_values=pixels)
+            image = clip.visual_projection(vision.pooler_output)
+            text = clip.text_projection(clip.text_model(input_ids=ids).pooler_output)
+            scale = clip.logit_scale.exp().clamp(max=100)
+            logits = scale * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+            loss_clip = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            z0 = latent_map(image).view(batch, 4, side, side)
 
         # ∂L_SDS/∂z0 per micro-batch, on a detached z0 (SDSStep.sdsGradient); epsilon prediction: target = ε.
         total = z0.numel()
@@ -176,22 +193,20 @@ def torch_case(gradient, batch, side, repeats, threads, micro=1):
             ap, eps, share = a[part], noise[part], detached[part].numel() / total
             if gradient == "full":
                 leaf = detached[part].clone().requires_grad_(True)
-                prediction = unet(ap.sqrt() * leaf + (1 - ap).sqrt() * eps, t[part], encoder_hidden_states=context[part]).sample
-                loss = F.mse_loss(prediction, eps)
+                with autocast():
+                    prediction = unet(ap.sqrt() * leaf + (1 - ap).sqrt() * eps, t[part], encoder_hidden_states=context[part]).sample
+                    loss = F.mse_loss(prediction, eps)
                 loss_sds += loss.item() * share
                 (loss * share).backward()
-                gradients.append(leaf.grad)
+                gradients.append(leaf.grad.float())
             else:
-                with torch.no_grad():
+                with torch.no_grad(), autocast():
                     prediction = unet(ap.sqrt() * detached[part] + (1 - ap).sqrt() * eps, t[part],
                                       encoder_hidden_states=context[part]).sample
-                    difference = prediction - eps
+                    difference = prediction.float() - eps
                     loss_sds += (difference * difference).mean().item() * share
-                    gradients.append((1 - ap) * 2 / total * difference)
-        latent_gradient = torch.cat(gradients)
-        (loss_clip + LAMBDA * (z0 * latent_gradient).sum()).backward()
-        optimizer.step()
-        losses.update(loss_clip=loss_clip.item(), loss_sds=loss_sds)
+                    gradients.append(((1 - ap) * 2 / total * difference).float())
+        state.update(loss_clip=loss_clip.float(), loss_sds=loss_sds, z0=z0.float(), gradients=gradients)
 
     step()  # warm-up
     best, best_cpu = float("inf"), float("inf")
@@ -206,7 +221,7 @@ def torch_case(gradient, batch, side, repeats, threads, micro=1):
                       "checksum": latent_map.weight.grad.abs().sum().item(),
                       "trainable": sum(p.numel() for g in groups for p in g["params"]),
                       "peak_rss_bytes": peak_rss_bytes(), "threads": torch.get_num_threads(),
-                      "torch": torch.__version__}), flush=True)
+                      "torch": torch.__version__, "precision": precision}), flush=True)
 
 
 def parse_case(text):
@@ -225,13 +240,16 @@ def main():
     parser.add_argument("--scratch-path", default=os.path.join(ROOT, ".build-release"))
     parser.add_argument("--no-build", action="store_true", help="use the existing release binary")
     parser.add_argument("--cases", default=",".join(CASES), help="GRADIENT:BATCH,… (full|sds, B >= 1)")
-    parser.add_argument("--sides", default="swift,torch", help="which sides to run")
+    parser.add_argument("--sides", default="swift,torch", help="which sides to run: swift, torch (both at --precision), "
+                        "torch-fp32 (torch in float32, the reference when --precision is bf16)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                        help="Swift: sdsclip's --precision; torch: bf16 = CPU autocast bf16 (auto = bf16 on torch)")
     parser.add_argument("--torch-case", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.torch_case:
         gradient, batch = parse_case(args.torch_case)
-        torch_case(gradient, batch, args.latent, args.repeats, args.threads)
+        torch_case(gradient, batch, args.latent, args.repeats, args.threads, "bf16" if args.precision == "auto" else args.precision)
         return
 
     try:
@@ -239,8 +257,8 @@ def main():
     except ValueError as error:
         parser.error(str(error))
     sides = args.sides.split(",")
-    if not set(sides) <= {"swift", "torch"}:
-        parser.error("--sides takes swift and/or torch")
+    if not set(sides) <= {"swift", "torch", "torch-fp32"}:
+        parser.error("--sides takes swift, torch and/or torch-fp32")
     binary = None
     if "swift" in sides:
         binary = os.path.join(args.scratch_path, "release", "sdsclip-bench") if args.no_build else build(args.scratch_path)
@@ -252,9 +270,11 @@ def main():
             for side in sides:
                 steal_before = cpu_ticks()
                 if side == "swift":
-                    m = run_swift(binary, gradient, batch, args.latent, args.repeats, args.threads)
+                    m = run_swift(binary, gradient, batch, args.latent, args.repeats, args.threads, args.precision)
+                elif side == "torch":
+                    m = run_torch(gradient, batch, args.latent, args.repeats, args.threads, args.precision)
                 else:
-                    m = run_torch(gradient, batch, args.latent, args.repeats, args.threads)
+                    m = run_torch(gradient, batch, args.latent, args.repeats, args.threads, "fp32")
                 steal_after = cpu_ticks()
                 steal = 100.0 * (steal_after[0] - steal_before[0]) / max(steal_after[1] - steal_before[1], 1)
                 results.setdefault((gradient, batch, side), []).append(m)
