@@ -35,7 +35,11 @@ includes waiting).
 Run (from the repository root):
     HF_HUB_OFFLINE=1 .pyref/bin/python tools/bench/bench_sds.py [--threads 2] [--repeats 2] [--runs 1]
         [--no-build] [--scratch-path .build-release] [--cases full:1,full:4,sds:1,sds:4] [--latent 64]
-        [--sides swift,torch]
+        [--sides swift,torch[,torch-fp32]] [--precision fp32|bf16|auto]
+
+--precision bf16 runs sdsclip-bench with bf16 compute (sdsclip's --precision) and torch under CPU autocast
+bf16 (every forward in `torch.autocast("cpu", dtype=torch.bfloat16)`, backward outside it); the side
+torch-fp32 adds torch in float32 as a second reference column.
 
 Prints one table: case, seconds and peak RSS (GiB) for each side, ratio = torch seconds / Swift seconds
 (>= 1 means Swift is at least as fast).
@@ -284,7 +288,7 @@ def main():
     load_after = os.getloadavg()
 
     torch_version = next((m[0].get("torch") for k, m in results.items() if k[2] == "torch"), "?")
-    print(f"\nSDS-CLIP step (CLIP ViT-B/32 + SD1.5 UNet teacher, latent {args.latent}², random weights, fp32, UNet "
+    print(f"\nSDS-CLIP step (CLIP ViT-B/32 + SD1.5 UNet teacher, latent {args.latent}², random weights, UNet "
           f"micro-batch 1), {args.threads} thread(s) each side, best of {args.repeats} after a warm-up, "
           f"{args.runs} run(s) per side (torch {torch_version})")
     print(f"load average (1/5/15 min): before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "
@@ -298,12 +302,21 @@ def main():
         spread = f" ({min(seconds):.2f}–{max(seconds):.2f})" if len(ms) > 1 else ""
         return min(seconds), f"{min(seconds):.2f}{spread}", f"{max(m['peak_rss_bytes'] for m in ms) / GIB:.2f}"
 
-    print(f"{'case':<10} {'swift s':>18} {'torch s':>18} {'ratio':>7} {'swift GiB':>10} {'torch GiB':>10}")
+    reference = "torch-fp32" in sides
+    header = f"{'case':<10} {'swift s':>18} {'torch s':>18} {'ratio':>7} {'swift GiB':>10} {'torch GiB':>10}"
+    if reference:
+        header += f" {'torch fp32 s':>18} {'ratio':>7} {'fp32 GiB':>9}"
+    print(f"Swift and torch at --precision {args.precision}" + (" (torch bf16 = CPU autocast)" if args.precision != "fp32" else ""))
+    print(header)
     for gradient, batch in cases:
         sw, sw_text, sw_gib = cell(gradient, batch, "swift")
         th, th_text, th_gib = cell(gradient, batch, "torch")
         ratio = f"{th / sw:.2f}x" if sw and th else "–"
-        print(f"{gradient + ' B=' + str(batch):<10} {sw_text:>18} {th_text:>18} {ratio:>7} {sw_gib:>10} {th_gib:>10}")
+        line = f"{gradient + ' B=' + str(batch):<10} {sw_text:>18} {th_text:>18} {ratio:>7} {sw_gib:>10} {th_gib:>10}"
+        if reference:
+            fp, fp_text, fp_gib = cell(gradient, batch, "torch-fp32")
+            line += f" {fp_text:>18} {(f'{fp / sw:.2f}x' if sw and fp else '–'):>7} {fp_gib:>9}"
+        print(line)
     print("(ratio = best torch seconds / best Swift seconds, >= 1 means Swift is at least as fast; seconds in "
           "parentheses: the spread over runs; GiB = the largest peak RSS of the process, weights included)")
 
