@@ -8,7 +8,7 @@ import Foundation
 /// model it has never seen (Sapphire and Emerald Rapids among them) gets the generic SSE3 "Prescott"
 /// kernels: sgemm at about a sixth of the AVX-512 kernels' speed on the same core (26 against 150
 /// GFLOP/s measured on an Emerald Rapids VM). OpenBLAS only reads its choice, `OPENBLAS_CORETYPE`, while
-/// it loads, so the executables re-run themselves once with the variable set. A value the user set,
+/// it loads, so the executables re-run themselves once with the variable set (`ProcessSetup`). A value the user set,
 /// even an empty one, is never touched.
 public enum BLASKernelSelection {
     /// The environment variable OpenBLAS reads its kernel choice from.
@@ -30,16 +30,5 @@ public enum BLASKernelSelection {
     public static var loadedCore: String {
         guard let name = openblas_get_corename() else { return "" }
         return String(cString: name).trimmingCharacters(in: .whitespaces)
-    }
-
-    /// Re-executes this process (same arguments, same PID) with `OPENBLAS_CORETYPE` set when
-    /// `preferredCore` asks for it; returns when there is nothing to do or the exec fails (the run then
-    /// goes on with the generic kernels). Call it first thing in `main`, before any thread starts.
-    public static func reexecIfGenericKernels() {
-        let environment = ProcessInfo.processInfo.environment
-        guard let core = preferredCore(environment: environment, loadedCore: loadedCore, cpuLevel: Int(sds_cpu_blas_level())) else { return }
-        setenv(variable, core, 1)
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
-        unsetenv(variable)   // exec failed: leave the environment as it was for any child processes
     }
 }

@@ -77,6 +77,7 @@ final class OneDNNConvolution: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let convolution = try primitive(for: shape)
+        OpenMPThreads.match()
         let status = body(convolution)
         guard status == dnnl_success else { throw failure("running the \(step) convolution", status, shape) }
     }

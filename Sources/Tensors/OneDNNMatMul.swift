@@ -3,9 +3,9 @@ import Foundation
 
 /// oneDNN matmuls C[m×n] = A[m×k]·Wᵀ (W stored n×k; or A·W with W stored k×n, `weightsKByN`) of one element type, f32 accumulation and output, with
 /// one primitive per row count created on first use and kept (oneDNN primitive creation costs far more
-/// than a small product). oneDNN runs on its own OpenMP thread team (libgomp; OMP_NUM_THREADS, default
-/// all cores), not the engine's workers. A reference type so that copies of the weight value share the
-/// primitives; runs are serialised by a lock because a oneDNN stream is not meant for concurrent use.
+/// than a small product). oneDNN runs on its own OpenMP thread team (libgomp), not the engine's
+/// workers; the team is sized to the engine's thread count before each run (`OpenMPThreads`). A
+/// reference type so that copies of the weight value share the primitives; runs are serialised by a lock because a oneDNN stream is not meant for concurrent use.
 final class OneDNNMatMul: @unchecked Sendable {
     enum ElementType: Sendable { case bfloat16, float32 }
 
@@ -56,6 +56,7 @@ final class OneDNNMatMul: @unchecked Sendable {
             primitives[m] = created
             primitive = created
         }
+        OpenMPThreads.match()
         let status = sds_dnnl_matmul_run(primitive, engine, stream, Int64(m), Int64(n), Int64(k), type, weightsKByN ? 1 : 0, a, w, c)
         guard status == dnnl_success else { throw failure("running the primitive", status, m) }
     }

@@ -50,8 +50,9 @@ func peakResidentBytes() -> Int {
     return 0
 }
 
-// As sdsclip does: OpenBLAS's generic kernels on a CPU it does not know would distort every figure.
-BLASKernelSelection.reexecIfGenericKernels()
+// As sdsclip does: OpenBLAS's generic kernels on a CPU it does not know, or libgomp's spinning threads
+// beside the engine's workers, would distort every figure.
+ProcessSetup.reexecIfNeeded()
 // As sdsclip does: freed activation buffers stay mapped for the next step.
 HeapMemoryReuse.apply(environment: ProcessInfo.processInfo.environment)
 let arguments = Array(CommandLine.arguments.dropFirst())

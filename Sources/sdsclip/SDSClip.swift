@@ -26,8 +26,9 @@ struct SDSClip: ParsableCommand {
     )
 
     static func main() {
-        // Before anything else (and before any thread starts): keep OpenBLAS off its generic kernels.
-        BLASKernelSelection.reexecIfGenericKernels()
+        // Before anything else (and before any thread starts): keep OpenBLAS off its generic kernels and
+        // libgomp's idle threads from spinning (settings read only while the libraries load).
+        ProcessSetup.reexecIfNeeded()
         HeapMemoryReuse.apply(environment: ProcessInfo.processInfo.environment)
         main(nil)
     }
