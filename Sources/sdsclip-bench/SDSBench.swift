@@ -39,7 +39,7 @@ enum SDSBench {
             let choice = precision.resolved()
             let (step, optimizer, inputs) = try build(gradient: gradient, batch: batch, side: side, microBatch: micro)
             let notes = [try step.clip.registry.apply(choice, model: "CLIP"), try step.teacher.apply(choice)]
-            FileHandle.standardError.write(Data((["precision: \(choice.summary)"] + notes).joined(separator: "\n").appending("\n").utf8))
+            FileHandle.standardError.write(Data(([choice.summary] + notes).joined(separator: "\n").appending("\n").utf8))
             var losses: SDSLosses?
             let time = try TensorBench.measure(repeats: repeats) {
                 optimizer.zeroGrad()

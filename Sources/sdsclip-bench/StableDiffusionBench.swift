@@ -79,7 +79,7 @@ enum StableDiffusionBench {
 
     /// The precision summary and the model's conversion note, on stderr (stdout carries the JSON line).
     static func announce(_ note: String, _ precision: PrecisionChoice) {
-        FileHandle.standardError.write(Data("precision: \(precision.summary)\n\(note)\n".utf8))
+        FileHandle.standardError.write(Data("\(precision.summary)\n\(note)\n".utf8))
     }
 
     static func unetInputs(side: Int, precision: PrecisionChoice = Precision.fp32.resolved()) throws -> (UNet2DConditionModel, Tensor, Tensor) {
