@@ -107,16 +107,9 @@ public func conv2d(_ x: Tensor, bfloat16 weight: BFloat16Weight, bias: Tensor? =
           stride.height > 0, stride.width > 0, padding.top >= 0, padding.bottom >= 0, padding.left >= 0, padding.right >= 0 else {
         return try conv2d(x.roundedToBFloat16(), weight: weight.widened, bias: bias, stride: stride, padding: padding, routing: routing)
     }
-    let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-    let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-    let paddedH = h + padding.top + padding.bottom, paddedW = w + padding.left + padding.right
-    guard paddedH >= kh, paddedW >= kw, kh > 0, kw > 0 else {
-        throw TensorError.shapeMismatch(op: "conv2d", detail: "kernel \(kh)×\(kw) larger than padded input \(paddedH)×\(paddedW)")
-    }
-    if let bias, bias.shape != [o] {
-        throw TensorError.shapeMismatch(op: "conv2d", detail: "bias \(bias.shape), expected [\(o)]")
-    }
-    let outputShape = [n, o, (paddedH - kh) / stride.height + 1, (paddedW - kw) / stride.width + 1]
+    let (n, h, w, o) = (x.shape[0], x.shape[2], x.shape[3], weight.shape[0])
+    let outSize = try convOutputSize(input: x.shape, weight: weight.shape, bias: bias, stride: stride, padding: padding)
+    let outputShape = [n, o, outSize.height, outSize.width]
     let shape = OneDNNConvolution.Shape(batch: n, height: h, width: w, strideH: stride.height, strideW: stride.width,
                                         padding: [padding.top, padding.left, padding.bottom, padding.right], hasBias: bias != nil)
     var output = n == 0 ? Tensor(zeros: outputShape) : try convolution.forward(x, bias: bias, shape: shape, outputShape: outputShape)

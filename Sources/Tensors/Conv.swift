@@ -157,16 +157,10 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
     }
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-    let paddedH = h + padding.top + padding.bottom, paddedW = w + padding.left + padding.right
-    guard paddedH >= kh, paddedW >= kw, kh > 0, kw > 0 else {
-        throw TensorError.shapeMismatch(op: "conv2d", detail: "kernel \(kh)×\(kw) larger than padded input \(paddedH)×\(paddedW)")
-    }
-    if let bias, bias.shape != [o] {
-        throw TensorError.shapeMismatch(op: "conv2d", detail: "bias \(bias.shape), expected [\(o)]")
-    }
+    let outSize = try convOutputSize(input: x.shape, weight: weight.shape, bias: bias, stride: stride, padding: padding)
     let geometry = ConvGeometry(channels: c, height: h, width: w, outChannels: o, kernelH: kh, kernelW: kw,
                                 strideH: stride.height, strideW: stride.width, padding: padding,
-                                outHeight: (paddedH - kh) / stride.height + 1, outWidth: (paddedW - kw) / stride.width + 1,
+                                outHeight: outSize.height, outWidth: outSize.width,
                                 columnBudget: columnBudget, routing: routing)
     let (patch, pixels, outWidth) = (geometry.patch, geometry.outPixels, geometry.outWidth)
     var output = Tensor(uninitializedShape: [n, o, geometry.outHeight, geometry.outWidth])
@@ -250,7 +244,7 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
             }
         }
         if transposedRoute {
-            var gradient = Tensor(uninitializedShape: inputShape)
+            let gradient = Tensor(uninitializedShape: inputShape)
             WinogradConvolution(channels: o, height: h, width: w, outChannels: c, padding: padding, budget: columnBudget)
                 .forward(pg, images: n, weight: pw, adjointWeights: true, bias: nil, into: gradient.storage.pointer)
             dx = gradient
@@ -261,6 +255,22 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (height: Int, wi
         if needs.count > 2 { result.append(needs[2] ? g.reduceSum(keeping: [1, o, 1, 1]).reshapedUnchecked([o]) : nil) }
         return result
     }
+}
+
+/// The output height and width of a convolution of input [N, C, H, W] by weight [O, C, kh, kw]; throws
+/// when the kernel is larger than the padded input or the bias is not [O]. Callers have checked ranks,
+/// channels, stride and padding.
+func convOutputSize(input: [Int], weight: [Int], bias: Tensor?, stride: (height: Int, width: Int),
+                    padding: Padding2D) throws -> (height: Int, width: Int) {
+    let (kh, kw) = (weight[2], weight[3])
+    let paddedH = input[2] + padding.top + padding.bottom, paddedW = input[3] + padding.left + padding.right
+    guard paddedH >= kh, paddedW >= kw, kh > 0, kw > 0 else {
+        throw TensorError.shapeMismatch(op: "conv2d", detail: "kernel \(kh)×\(kw) larger than padded input \(paddedH)×\(paddedW)")
+    }
+    if let bias, bias.shape != [weight[0]] {
+        throw TensorError.shapeMismatch(op: "conv2d", detail: "bias \(bias.shape), expected [\(weight[0])]")
+    }
+    return ((paddedH - kh) / stride.height + 1, (paddedW - kw) / stride.width + 1)
 }
 
 /// conv2d with a square stride and symmetric padding.

@@ -18,31 +18,22 @@ final class OneDNNConvolution: @unchecked Sendable {
 
     private let weight: BFloat16Matrix
     private let outputs: Int, channels: Int, kernelH: Int, kernelW: Int
-    private let engine: dnnl_engine_t
-    private let stream: dnnl_stream_t
+    /// Released only after deinit has destroyed the primitives made on its engine.
+    private let context: OneDNNContext
     private let lock = NSLock()
     private var convolutions: [Shape: OpaquePointer] = [:]
 
     /// nil when oneDNN cannot create a CPU engine and stream. weightShape: [O, C, kh, kw].
     init?(weight: BFloat16Matrix, shape weightShape: [Int]) {
         guard weightShape.count == 4 else { return nil }
-        var engine: dnnl_engine_t?
-        guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else { return nil }
-        var stream: dnnl_stream_t?
-        guard dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else {
-            dnnl_engine_destroy(engine)
-            return nil
-        }
+        guard let context = OneDNNContext() else { return nil }
         self.weight = weight
         (outputs, channels, kernelH, kernelW) = (weightShape[0], weightShape[1], weightShape[2], weightShape[3])
-        self.engine = engine
-        self.stream = stream
+        self.context = context
     }
 
     deinit {
         for convolution in convolutions.values { sds_dnnl_conv_destroy(convolution) }
-        dnnl_stream_destroy(stream)
-        dnnl_engine_destroy(engine)
     }
 
     /// Whether oneDNN computes bf16 convolutions with AMX tiles on this CPU.
@@ -59,7 +50,7 @@ final class OneDNNConvolution: @unchecked Sendable {
     func forward(_ x: Tensor, bias: Tensor?, shape: Shape, outputShape: [Int]) throws -> Tensor {
         let output = Tensor(uninitializedShape: outputShape)
         try run(shape, "forward") { convolution in
-            sds_dnnl_conv_forward(convolution, stream, x.storage.pointer, bias?.storage.pointer, output.storage.pointer)
+            sds_dnnl_conv_forward(convolution, context.stream, x.storage.pointer, bias?.storage.pointer, output.storage.pointer)
         }
         return output
     }
@@ -68,7 +59,7 @@ final class OneDNNConvolution: @unchecked Sendable {
     func inputGradient(_ g: Tensor, shape: Shape, inputShape: [Int]) throws -> Tensor {
         let result = Tensor(uninitializedShape: inputShape)
         try run(shape, "backward-data") { convolution in
-            sds_dnnl_conv_backward_data(convolution, stream, g.storage.pointer, result.storage.pointer)
+            sds_dnnl_conv_backward_data(convolution, context.stream, g.storage.pointer, result.storage.pointer)
         }
         return result
     }
@@ -93,7 +84,7 @@ final class OneDNNConvolution: @unchecked Sendable {
         var created: OpaquePointer?
         let status = weight.bits.withUnsafeBufferPointer { bits -> dnnl_status_t in
             guard let base = bits.baseAddress else { return dnnl_invalid_arguments }
-            return sds_dnnl_conv_create(engine, &description, base, shape.hasBias ? 1 : 0, &created)
+            return sds_dnnl_conv_create(context.engine, &description, base, shape.hasBias ? 1 : 0, &created)
         }
         guard status == dnnl_success, let created else { throw failure("creating the convolution", status, shape) }
         convolutions[shape] = created

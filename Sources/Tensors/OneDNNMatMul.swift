@@ -13,8 +13,8 @@ final class OneDNNMatMul: @unchecked Sendable {
     /// The weights are stored k×n (the matmul is A·W) instead of n×k (A·Wᵀ).
     let weightsKByN: Bool
     private let type: dnnl_data_type_t
-    private let engine: dnnl_engine_t
-    private let stream: dnnl_stream_t
+    /// Released only after deinit has destroyed the primitives made on its engine.
+    private let context: OneDNNContext
     private let lock = NSLock()
     private var primitives: [Int: dnnl_primitive_t] = [:]
 
@@ -24,21 +24,12 @@ final class OneDNNMatMul: @unchecked Sendable {
         self.k = k
         self.weightsKByN = weightsKByN
         self.type = type == .bfloat16 ? dnnl_bf16 : dnnl_f32
-        var engine: dnnl_engine_t?
-        guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else { return nil }
-        var stream: dnnl_stream_t?
-        guard dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else {
-            dnnl_engine_destroy(engine)
-            return nil
-        }
-        self.engine = engine
-        self.stream = stream
+        guard let context = OneDNNContext() else { return nil }
+        self.context = context
     }
 
     deinit {
         for primitive in primitives.values { dnnl_primitive_destroy(primitive) }
-        dnnl_stream_destroy(stream)
-        dnnl_engine_destroy(engine)
     }
 
     /// c (m×n, row-major) = a (m×k, row-major) · wᵀ (or · w when `weightsKByN`); a and w hold elements of this matmul's type.
@@ -51,13 +42,13 @@ final class OneDNNMatMul: @unchecked Sendable {
             primitive = cached
         } else {
             var created: dnnl_primitive_t?
-            let status = sds_dnnl_matmul_create(engine, Int64(m), Int64(n), Int64(k), type, weightsKByN ? 1 : 0, &created)
+            let status = sds_dnnl_matmul_create(context.engine, Int64(m), Int64(n), Int64(k), type, weightsKByN ? 1 : 0, &created)
             guard status == dnnl_success, let created else { throw failure("creating the primitive", status, m) }
             primitives[m] = created
             primitive = created
         }
         OpenMPThreads.match()
-        let status = sds_dnnl_matmul_run(primitive, engine, stream, Int64(m), Int64(n), Int64(k), type, weightsKByN ? 1 : 0, a, w, c)
+        let status = sds_dnnl_matmul_run(primitive, context.engine, context.stream, Int64(m), Int64(n), Int64(k), type, weightsKByN ? 1 : 0, a, w, c)
         guard status == dnnl_success else { throw failure("running the primitive", status, m) }
     }
 

@@ -223,6 +223,13 @@ final class FinetuneCLITests: XCTestCase {
             XCTAssertTrue(result.stderr.contains(expected), "\(extra): \(result.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/metrics.jsonl"), "\(extra): no work started")
         }
+        // An output folder that cannot be made (a file stands there): a clear error, the file untouched.
+        let blocked = folder.appendingPathComponent("not-a-folder").path
+        try "keep me\n".write(toFile: blocked, atomically: true, encoding: .utf8)
+        let unwritable = try run(arguments(data: data, out: blocked))
+        XCTAssertEqual(unwritable.status, 1, unwritable.stderr)
+        XCTAssertTrue(unwritable.stderr.contains(blocked), unwritable.stderr)
+        XCTAssertEqual(try String(contentsOfFile: blocked, encoding: .utf8), "keep me\n")
         let config = folder.appendingPathComponent("bad.yaml").path
         try "batch-size: 4\nlearning-rate: 3\n".write(toFile: config, atomically: true, encoding: .utf8)
         let unknown = try run(["finetune", "--config", config, "--print-config"])

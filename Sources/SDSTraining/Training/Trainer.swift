@@ -283,7 +283,7 @@ public final class Trainer {
         let started = clock.now
         let elapsedBefore = progress.elapsedSeconds
         var allReduceSeconds = 0.0, stepSeconds = 0.0
-        if reporting { monitor.begin(totalSteps: totalSteps, resumedAt: progress.step) }
+        if reporting { try monitor.begin(totalSteps: totalSteps, resumedAt: progress.step) }
 
         while progress.step < totalSteps {
             let stepStarted = clock.now

@@ -53,8 +53,14 @@ public final class TrainingMonitor {
         self.write = write
     }
 
-    func begin(totalSteps: Int, resumedAt step: Int) {
+    /// Opens the metrics log (keeping the lines up to `step` when resuming); throws when the output
+    /// folder cannot hold it, before any training work, instead of training without a log.
+    func begin(totalSteps: Int, resumedAt step: Int) throws {
         self.totalSteps = totalSteps
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), !isFolder.boolValue {
+            throw ConfigurationError("--out: \(folder) is a file, not a folder")
+        }
         try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // Keep the lines of steps up to the resume point (a kill can leave later ones behind).
         var kept: [String] = []
@@ -70,9 +76,12 @@ public final class TrainingMonitor {
             }
         }
         let content = kept.isEmpty ? "" : kept.joined(separator: "\n") + "\n"
-        FileManager.default.createFile(atPath: metricsPath, contents: Data(content.utf8))
-        metricsHandle = FileHandle(forWritingAtPath: metricsPath)
-        metricsHandle?.seekToEndOfFile()
+        guard FileManager.default.createFile(atPath: metricsPath, contents: Data(content.utf8)),
+              let handle = FileHandle(forWritingAtPath: metricsPath) else {
+            throw ConfigurationError("--out: cannot write the metrics log \(metricsPath) (is the folder writable?)")
+        }
+        handle.seekToEndOfFile()
+        metricsHandle = handle
         write(step > 0 ? "resuming at step \(step) of \(totalSteps)\n" : "training for \(totalSteps) steps\n")
     }
 
