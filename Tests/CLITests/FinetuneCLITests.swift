@@ -228,7 +228,7 @@ final class FinetuneCLITests: XCTestCase {
         try "keep me\n".write(toFile: blocked, atomically: true, encoding: .utf8)
         let unwritable = try run(arguments(data: data, out: blocked))
         XCTAssertEqual(unwritable.status, 1, unwritable.stderr)
-        XCTAssertTrue(unwritable.stderr.contains(blocked), unwritable.stderr)
+        XCTAssertTrue(unwritable.stderr.contains("--out: \(blocked) is a file, not a folder"), unwritable.stderr)
         XCTAssertEqual(try String(contentsOfFile: blocked, encoding: .utf8), "keep me\n")
         let config = folder.appendingPathComponent("bad.yaml").path
         try "batch-size: 4\nlearning-rate: 3\n".write(toFile: config, atomically: true, encoding: .utf8)

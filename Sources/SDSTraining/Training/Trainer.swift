@@ -81,6 +81,11 @@ public final class Trainer {
         self.configuration = configuration
         self.log = log
         self.out = out
+        // Before any model loads: an --out that names a file can hold neither checkpoints nor the log.
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
+            throw ConfigurationError("--out: \(out) is a file, not a folder")
+        }
         let checkpoint = try resume.map { try TrainingCheckpoint.read($0) }
         if let checkpoint {
             try Self.checkResumable(configuration, ranks: group.size, against: checkpoint.configuration, ranks: checkpoint.progress.ranks, file: resume ?? "")

@@ -54,13 +54,9 @@ public final class TrainingMonitor {
     }
 
     /// Opens the metrics log (keeping the lines up to `step` when resuming); throws when the output
-    /// folder cannot hold it, before any training work, instead of training without a log.
+    /// folder cannot hold it, before the first step, instead of training without a log.
     func begin(totalSteps: Int, resumedAt step: Int) throws {
         self.totalSteps = totalSteps
-        var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), !isFolder.boolValue {
-            throw ConfigurationError("--out: \(folder) is a file, not a folder")
-        }
         try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // Keep the lines of steps up to the resume point (a kill can leave later ones behind).
         var kept: [String] = []
