@@ -75,7 +75,7 @@ public struct BFloat16Matrix: Sendable {
         shape[shape.count - 1] = outputs
         let result = Tensor(uninitializedShape: shape)
         let out = result.storage.pointer
-        switch try resolved(route) {
+        switch try resolved(route, rows: m) {
         case .oneDNN:
             guard let oneDNN else { throw unavailable(.oneDNN) }
             let a = Self.rounded(x.storage.pointer, rows: m, cols: inputs, stride: inputs)
@@ -95,12 +95,20 @@ public struct BFloat16Matrix: Sendable {
         return result
     }
 
-    /// The route `route` runs as here (`.automatic` resolved), or an error when it is not available.
-    func resolved(_ route: BFloat16Route) throws -> BFloat16Route {
+    /// Row counts from which `.automatic` takes oneDNN on a CPU without AMX. The own kernel wins at
+    /// CLIP's ~100 rows (436 against 142 GFLOP/s for fc1), oneDNN at the UNet's 4096 rows with 320 inputs
+    /// (360–405 against 204–231), and they tie at the convolution-sized products (Zen 4, 2026-12-04;
+    /// tools/bench/README.md, "bf16 GEMM").
+    static let oneDNNMinimumRows = 1024
+
+    /// The route `route` runs as here (`.automatic` resolved for a product of `rows` rows), or an error
+    /// when it is not available.
+    func resolved(_ route: BFloat16Route, rows: Int = 0) throws -> BFloat16Route {
         switch route {
         case .automatic:
             if kernelPanels == nil { return .portable }
-            return oneDNN != nil && OneDNNConvolution.hasAMX ? .oneDNN : .kernel
+            guard oneDNN != nil else { return .kernel }
+            return OneDNNConvolution.hasAMX || rows >= Self.oneDNNMinimumRows ? .oneDNN : .kernel
         case .kernel: if kernelPanels == nil { throw unavailable(route) }
         case .oneDNN: if oneDNN == nil { throw unavailable(route) }
         case .portable: break
@@ -113,8 +121,9 @@ public struct BFloat16Matrix: Sendable {
     }
 
     /// g·W: g is [m, outputs] (rounded to bf16), the result [m, inputs] in float32 — the input gradient of
-    /// x·Wᵀ through the same bf16 weights. oneDNN where `route` resolves to it, else the widened weights
-    /// and the engine's float32 GEMM (the same products).
+    /// x·Wᵀ through the same bf16 weights. oneDNN for `.oneDNN`, and for `.automatic` wherever the CPU has
+    /// bf16 units (the own kernel has no transposed packing, and a second packed copy of every weight would
+    /// cost the memory bf16 saves); else the widened weights and the engine's float32 GEMM (the same products).
     public func transposedProduct(_ g: Tensor, route: BFloat16Route = .automatic) throws -> Tensor {
         guard g.rank >= 1, g.shape[g.rank - 1] == outputs else {
             throw TensorError.shapeMismatch(op: "BFloat16Matrix.transposedProduct", detail: "gradient \(g.shape) · weight [\(outputs), \(inputs)]: last dimension must be \(outputs)")
@@ -124,7 +133,12 @@ public struct BFloat16Matrix: Sendable {
         shape[shape.count - 1] = inputs
         let result = Tensor(uninitializedShape: shape)
         let out = result.storage.pointer
-        if try resolved(route) == .oneDNN, let oneDNNTransposed {
+        let viaOneDNN = switch try resolved(route) {
+        case .oneDNN: true
+        case .kernel: route == .automatic
+        default: false
+        }
+        if viaOneDNN, let oneDNNTransposed {
             let a = Self.rounded(g.storage.pointer, rows: m, cols: outputs, stride: outputs)
             try a.withUnsafeBufferPointer { a in
                 try bits.withUnsafeBufferPointer { w in

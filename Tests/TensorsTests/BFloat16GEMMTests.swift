@@ -11,9 +11,11 @@ import XCTest
 ///   rounded once, |ãb̃ − ab| ≤ (2u₈ + u₈²)|ab|, so |bf16 − f32| ≤ (2u₈ + u₈² + 2K·u₂₄)·Σ|aᵢbᵢ|.
 final class BFloat16GEMMTests: XCTestCase {
     /// m, n, k: single rows and columns, K odd and not a multiple of 16/32, N across a 64-column panel
-    /// edge, M across the 6-row micro-tile and the 96-row block, K past the 256-value k block.
+    /// edge, M across the 6-row micro-tile and the 96-row block, K past the 256-value k block, and M at
+    /// the row count from which `.automatic` takes oneDNN on CPUs without AMX.
     private let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 70, 33), (7, 1, 17), (13, 65, 31), (6, 64, 32),
-                                             (100, 130, 67), (203, 129, 301), (5, 3, 2)]
+                                             (100, 130, 67), (203, 129, 301), (5, 3, 2),
+                                             (BFloat16Matrix.oneDNNMinimumRows, 19, 23)]
 
     private func routes() -> [BFloat16Route] {
         var routes: [BFloat16Route] = [.portable, .automatic]
@@ -73,7 +75,7 @@ final class BFloat16GEMMTests: XCTestCase {
     }
 
     /// g·W (a linear layer's input gradient) on the same bf16 weights: within f32 accumulation of the fp64
-    /// product of the rounded operands, on every route (oneDNN where the CPU has AMX, else widened weights).
+    /// product of the rounded operands, on every route (`.automatic`: oneDNN where the CPU has bf16 units, else widened weights).
     func testTransposedProductMatchesTheFP64ProductOfRoundedOperands() throws {
         for (m, n, k) in shapes {
             let g = Tensor.randn(shape: [m, n], seed: UInt64(m * 31 + n)), w = Tensor.randn(shape: [n, k], seed: UInt64(k + 3))
