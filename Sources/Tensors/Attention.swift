@@ -55,8 +55,12 @@ private struct MaskReader {
 /// v [B, H, Lk, Dv] → [B, H, Lq, Dv]. Queries are processed in chunks so the score matrix never exceeds
 /// `queryChunk × Lk` floats (default: about 256K floats, 1 MB, which stays in cache), which keeps 4096+ token self-attention in memory.
 /// Backward recomputes the scores per chunk from the saved log-sum-exp instead of storing them.
+/// `bfloat16Products` (a bf16 model's attention, as autocast's): where the CPU has AVX512-BF16 the products
+/// q·kᵀ, P·v, dO·vᵀ and dS·k take bf16-rounded operands (scale·q, k, the unnormalised probabilities, v,
+/// dO, dS) with float32 sums; mask, softmax, its backward and the dV, dK accumulations stay float32, as
+/// does the split-GEMM backward used when there are fewer heads than workers. Elsewhere it changes nothing.
 public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask = .none, scale: Float? = nil,
-                      queryChunk: Int? = nil) throws -> Tensor {
+                      queryChunk: Int? = nil, bfloat16Products: Bool = false) throws -> Tensor {
     guard q.rank == 4, k.rank == 4, v.rank == 4, q.shape[0] == k.shape[0], q.shape[1] == k.shape[1],
           k.shape[0] == v.shape[0], k.shape[1] == v.shape[1], q.shape[3] == k.shape[3], k.shape[2] == v.shape[2] else {
         throw TensorError.shapeMismatch(op: "attention", detail: "q \(q.shape), k \(k.shape), v \(v.shape): expected [B, H, Lq, D], [B, H, Lk, D], [B, H, Lk, Dv]")
@@ -82,10 +86,13 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
     // worker packs a head's keys for the score kernel when its item moves to another head.
     let chunksPerHead = (queries + chunk - 1) / chunk
     let items = pairs * chunksPerHead
+    let bfloat16 = bfloat16Products && sds_cpu_has_avx512bf16() != 0
     parallelWorkers(items, batch: max(1, min(8, items / (8 * Threading.threadCount)))) { next in
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunk * ld)
         let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: chunk)
-        let packedKeys = UnsafeMutablePointer<Float>.allocate(capacity: sds_packed_keys_count(keys, depth))
+        let packedKeys = UnsafeMutablePointer<Float>.allocate(capacity: bfloat16 ? 0 : sds_packed_keys_count(keys, depth))
+        let reduced = bfloat16 ? BFloat16AttentionOperands(chunk: chunk, keys: keys, depth: depth, valueDepth: valueDepth,
+                                                            layouts: [.keyRows, .valueColumns]) : nil
         defer { scores.deallocate(); inverseSums.deallocate(); packedKeys.deallocate() }
         var packedHead = -1
         while let range = next() { for item in range {
@@ -94,10 +101,12 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
             let (b, h) = (bh / heads, bh % heads)
             let qc = pq + (bh * queries + start) * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
             if packedHead != bh {
-                sds_pack_keys(kh, keys, depth, packedKeys)
+                if let reduced { reduced.pack(keys: kh, values: vh) } else { sds_pack_keys(kh, keys, depth, packedKeys) }
                 packedHead = bh
             }
-            if sds_attention_scores(qc, depth, packedKeys, scores, ld, rows, keys, depth, alpha) == 0 {
+            if let reduced {
+                reduced.product(qc, lda: depth, rows: rows, scale: alpha, with: .keyRows, into: scores, ldc: ld)
+            } else if sds_attention_scores(qc, depth, packedKeys, scores, ld, rows, keys, depth, alpha) == 0 {
                 gemm(transA: false, transB: true, m: rows, n: keys, k: depth, alpha: alpha, a: qc, lda: depth,
                      b: kh, ldb: depth, c: scores, ldc: ld, split: false)
             }
@@ -115,7 +124,9 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 inverseSums[r] = 1 / total
             }
             let out = po + (bh * queries + start) * valueDepth
-            if sds_attention_values(scores, ld, vh, out, valueDepth, rows, keys, valueDepth) == 0 {
+            if let reduced {
+                reduced.product(scores, lda: ld, rows: rows, with: .valueColumns, into: out, ldc: valueDepth)
+            } else if sds_attention_values(scores, ld, vh, out, valueDepth, rows, keys, valueDepth) == 0 {
                 gemm(transA: false, transB: false, m: rows, n: valueDepth, k: keys, a: scores, lda: ld,
                      b: vh, ldb: valueDepth, c: out, ldc: valueDepth, split: false)
             }
@@ -189,14 +200,26 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
             let (probabilities, gradScores, packedKeys, packedValues) = (scratch[0], scratch[1], scratch[2], scratch[3])
             let (b, h) = (bh / heads, bh % heads)
             let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
-            sds_pack_keys(kh, keys, depth, packedKeys)
-            if needScores { sds_pack_keys(vh, keys, valueDepth, packedValues) }
+            // bf16 forward: the scores are recomputed from the same bf16 products (so P matches the saved
+            // log-sum-exp), and dP and dQ take bf16 operands too; dV and dK accumulate in float32.
+            let reduced = bfloat16 ? BFloat16AttentionOperands(chunk: chunk, keys: keys, depth: depth, valueDepth: valueDepth,
+                                                               layouts: needScores ? [.keyRows, .valueRows, .keyColumns] : [.keyRows]) : nil
+            if let reduced {
+                reduced.pack(keys: kh, values: vh)
+            } else {
+                sds_pack_keys(kh, keys, depth, packedKeys)
+                if needScores { sds_pack_keys(vh, keys, valueDepth, packedValues) }
+            }
             var start = 0
             while start < queries {
                 let rows = min(chunk, queries - start)
                 let qc = qh + start * depth, gc = pg + (bh * queries + start) * valueDepth
                 // P = exp(scale·q·kᵀ + mask − lse)
-                _ = sds_attention_scores(qc, depth, packedKeys, probabilities, ld, rows, keys, depth, alpha)
+                if let reduced {
+                    reduced.product(qc, lda: depth, rows: rows, scale: alpha, with: .keyRows, into: probabilities, ldc: ld)
+                } else {
+                    _ = sds_attention_scores(qc, depth, packedKeys, probabilities, ld, rows, keys, depth, alpha)
+                }
                 maskReader.apply(to: probabilities, stride: ld, batch: b, head: h, rowStart: start, rows: rows, keys: keys)
                 let lseRow = plse + bh * queries + start
                 for r in 0..<rows { _ = sds_exp_shifted_sum(probabilities + r * ld, keys, lseRow[r]) }
@@ -206,11 +229,19 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 }
                 if needScores {
                     // dP = dO·vᵀ; dS = scale·P ⊙ (dP − Σ dP⊙P) (the scores' scale folded in here)
-                    _ = sds_attention_scores(gc, valueDepth, packedValues, gradScores, ld, rows, keys, valueDepth, 1)
+                    if let reduced {
+                        reduced.product(gc, lda: valueDepth, rows: rows, with: .valueRows, into: gradScores, ldc: ld)
+                    } else {
+                        _ = sds_attention_scores(gc, valueDepth, packedValues, gradScores, ld, rows, keys, valueDepth, 1)
+                    }
                     sds_softmax_backward_rows(probabilities, gradScores, ld, rows, keys, alpha)
                     if needs[0] {   // dQ = dS·k
-                        _ = sds_accumulate_products(gradScores, ld, 1, kh, depth, pdq + (bh * queries + start) * depth, depth,
-                                                    rows, keys, depth, 0)
+                        let dqc = pdq + (bh * queries + start) * depth
+                        if let reduced {
+                            reduced.product(gradScores, lda: ld, rows: rows, with: .keyColumns, into: dqc, ldc: depth)
+                        } else {
+                            _ = sds_accumulate_products(gradScores, ld, 1, kh, depth, dqc, depth, rows, keys, depth, 0)
+                        }
                     }
                     if needs[1] {   // dK += dSᵀ·q
                         gemm(transA: true, transB: false, m: keys, n: depth, k: rows, a: gradScores, lda: ld,
@@ -231,6 +262,80 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
         }
         dq.node = nil; dk.node = nil; dv.node = nil
         return [needs[0] ? dq : nil, needs[1] ? dk : nil, needs[2] ? dv : nil]
+    }
+}
+
+/// The bf16 operands of one head's attention products (`bfloat16Products` on an AVX512-BF16 CPU): k and v
+/// rounded to bf16 and packed, as rows or transposed, in the bf16 kernel's 64-column panels, plus the
+/// buffers that round a chunk's left operand (the kernel wants even, zero-padded row strides).
+private final class BFloat16AttentionOperands {
+    /// Which packing: `keyRows` (n = keys, k = depth) for q·kᵀ, `valueRows` for dO·vᵀ, `valueColumns`
+    /// (n = value depth, k = keys) for P·v, `keyColumns` for dS·k.
+    enum Layout: CaseIterable { case keyRows, valueRows, keyColumns, valueColumns }
+
+    let keys: Int, depth: Int, valueDepth: Int
+    private var packed: [Layout: UnsafeMutablePointer<UInt16>] = [:]
+    private let rowsBF16: UnsafeMutablePointer<UInt16>, staging: UnsafeMutablePointer<Float>, headBF16: UnsafeMutablePointer<UInt16>
+
+    init(chunk: Int, keys: Int, depth: Int, valueDepth: Int, layouts: [Layout]) {
+        (self.keys, self.depth, self.valueDepth) = (keys, depth, valueDepth)
+        let widest = max(keys, depth, valueDepth) + 1
+        rowsBF16 = .allocate(capacity: chunk * widest)
+        staging = .allocate(capacity: max(chunk, keys) * max(depth, valueDepth))
+        headBF16 = .allocate(capacity: keys * max(depth, valueDepth))
+        for layout in layouts {
+            let (n, k) = shape(layout)
+            packed[layout] = .allocate(capacity: sds_bf16_packed_count(n, k))
+        }
+    }
+
+    deinit {
+        for buffer in packed.values { buffer.deallocate() }
+        rowsBF16.deallocate(); staging.deallocate(); headBF16.deallocate()
+    }
+
+    /// The packed matrix's outputs n and inner length k.
+    private func shape(_ layout: Layout) -> (n: Int, k: Int) {
+        switch layout {
+        case .keyRows: return (keys, depth)
+        case .valueRows: return (keys, valueDepth)
+        case .keyColumns: return (depth, keys)
+        case .valueColumns: return (valueDepth, keys)
+        }
+    }
+
+    /// Packs every layout of this head's k [keys, depth] and v [keys, valueDepth].
+    func pack(keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
+        for (layout, target) in packed {
+            let (n, inner) = shape(layout)
+            switch layout {
+            case .keyRows, .valueRows:
+                sds_f32_to_bf16(layout == .keyRows ? k : v, n, inner, headBF16, inner)
+            case .keyColumns, .valueColumns:
+                let source = layout == .keyColumns ? k : v
+                for c in 0..<n { for j in 0..<keys { staging[c * keys + j] = source[j * n + c] } }
+                sds_f32_to_bf16(staging, n, keys, headBF16, keys)
+            }
+            sds_bf16_pack_weights(headBF16, n, inner, target)
+        }
+    }
+
+    /// c[r·ldc + j] = Σ_t bf16(scale·a[r·lda + t])·bf16(W[j, t]) for `rows` rows, W the packed `layout`.
+    func product(_ a: UnsafePointer<Float>, lda: Int, rows: Int, scale: Float = 1, with layout: Layout,
+                 into c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard let weights = packed[layout] else { preconditionFailure("attention: bf16 layout \(layout) was not packed") }
+        let (n, inner) = shape(layout)
+        let stride = (inner + 1) & ~1
+        for r in 0..<rows {
+            var line = a + r * lda
+            if scale != 1 {
+                for t in 0..<inner { staging[t] = scale * line[t] }
+                line = UnsafePointer(staging)
+            }
+            sds_f32_to_bf16(line, 1, inner, rowsBF16 + r * stride, stride)
+        }
+        _ = sds_bf16_gemm_block(rowsBF16, stride, weights, n, inner, c, ldc, 0, rows, 0,
+                                (n + Int(SDS_BF16_PANEL) - 1) / Int(SDS_BF16_PANEL))
     }
 }
 

@@ -40,20 +40,21 @@ enum TensorBench {
                 _ = try Tensors.linear(x, weight: weight, bias: bias)
             }
         },
-        BenchCase(name: "attention", summary: "[REPEATS]: attention q, k, v [1, 8, 4096, 40], forward") { arguments in
+        BenchCase(name: "attention", summary: "[REPEATS] [bf16]: attention q, k, v [1, 8, 4096, 40], forward (bf16: bf16 products)") { arguments in
             let q = Tensor.randn(shape: [1, 8, 4096, 40], seed: 1), k = Tensor.randn(shape: [1, 8, 4096, 40], seed: 2)
             let v = Tensor.randn(shape: [1, 8, 4096, 40], seed: 3)
             // Two GEMMs of 4096×4096×40 per head.
             try timeForward("attention", flops: 2 * 2.0 * 8 * 4096 * 4096 * 40, repeats: repeatCount(arguments, at: 0)) {
-                _ = try Tensors.attention(q, k, v)
+                _ = try Tensors.attention(q, k, v, bfloat16Products: arguments.dropFirst().first == "bf16")
             }
         },
-        BenchCase(name: "attention-backward", summary: "[REPEATS]: attention q, k, v [1, 8, 4096, 40], forward + backward to q, k and v") { arguments in
+        BenchCase(name: "attention-backward", summary: "[REPEATS] [bf16]: attention q, k, v [1, 8, 4096, 40], forward + backward to q, k and v") { arguments in
             let inputs = (1...3).map { Parameter(Tensor.randn(shape: [1, 8, 4096, 40], seed: UInt64($0)), requiresGrad: true, name: "qkv\($0)") }
             let outputGradient = Tensor.randn(shape: [1, 8, 4096, 40], seed: 4)
             let time = try measure(repeats: repeatCount(arguments, at: 0)) {
                 for input in inputs { input.zeroGrad() }
-                try Tensors.attention(inputs[0].tensor, inputs[1].tensor, inputs[2].tensor).backward(gradient: outputGradient)
+                try Tensors.attention(inputs[0].tensor, inputs[1].tensor, inputs[2].tensor,
+                                      bfloat16Products: arguments.dropFirst().first == "bf16").backward(gradient: outputGradient)
             }
             // Forward: two 4096×4096×40 GEMMs per head; backward: five (the scores are recomputed).
             report(["case": "attention-backward", "seconds": time.wall, "cpu_seconds": time.cpu,

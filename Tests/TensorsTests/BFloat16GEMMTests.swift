@@ -115,6 +115,31 @@ final class BFloat16GEMMTests: XCTestCase {
         }
     }
 
+    /// The C rounding (16 values at a time with AVX-512, the tail scalar) gives the same bits as the Swift
+    /// rounding the portable route uses: ties to even, bf16 subnormals kept, NaN quiet, ±∞ kept, and
+    /// overflow to ∞; the padding past the row is zero.
+    func testTheVectorRoundingEqualsTheScalarRounding() {
+        let ulp: Float = 1.0 / 128
+        var values: [Float] = [1, 1 + ulp / 2, 1 + 1.5 * ulp, -(1 + 0.6 * ulp), .infinity, -.infinity, .nan,
+                               .greatestFiniteMagnitude, Float(bitPattern: 0x0000_8000), Float(bitPattern: 0x0001_7FFF),
+                               Float(bitPattern: 0x8000_0001), 0, -0.0, Float(bitPattern: 0x7F80_0001), 3.0e-39]
+        values += (0..<22).map { Float(bitPattern: 0x3F80_0000 &+ UInt32($0) &* 0x1_2345) }
+        let columns = values.count, stride = columns + 3
+        var bits = [UInt16](repeating: 0xFFFF, count: 2 * stride)
+        let rows = values + values.map { -$0 }
+        sds_f32_to_bf16(rows, 2, columns, &bits, stride)
+        for (index, value) in rows.enumerated() {
+            let (row, column) = (index / columns, index % columns)
+            let got = bits[row * stride + column], expected = UInt16(bfloat16Rounded(value).bitPattern >> 16)
+            if value.isNaN {
+                XCTAssertTrue(Float(bitPattern: UInt32(got) << 16).isNaN, "NaN at \(index) stays NaN")
+            } else {
+                XCTAssertEqual(got, expected, "\(value) at \(index)")
+            }
+        }
+        for row in 0..<2 { XCTAssertEqual(Array(bits[(row * stride + columns)..<((row + 1) * stride)]), [0, 0, 0]) }
+    }
+
     func testWrongInnerDimensionIsATypedError() throws {
         let weight = try BFloat16Matrix(Tensor.randn(shape: [4, 8], seed: 1))
         XCTAssertThrowsError(try weight.product(Tensor.randn(shape: [3, 7], seed: 2))) { error in

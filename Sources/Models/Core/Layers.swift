@@ -108,8 +108,10 @@ public struct HeadSplit {
         return try merged.reshape([batch, length, heads * headWidth])
     }
 
-    /// Scaled dot-product attention over split heads of q [B, Lq, H·D], k and v [B, Lk, H·D].
-    public func attend(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask = .none) throws -> Tensor {
-        try merge(attention(split(q), split(k), split(v), mask: mask, scale: 1 / Float(headWidth).squareRoot()))
+    /// Scaled dot-product attention over split heads of q [B, Lq, H·D], k and v [B, Lk, H·D]; with
+    /// `bfloat16Products` its forward products in bf16 (`attention`'s option).
+    public func attend(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask = .none, bfloat16Products: Bool = false) throws -> Tensor {
+        try merge(attention(split(q), split(k), split(v), mask: mask, scale: 1 / Float(headWidth).squareRoot(),
+                            bfloat16Products: bfloat16Products))
     }
 }

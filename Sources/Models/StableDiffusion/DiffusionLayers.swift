@@ -67,6 +67,7 @@ struct MultiHeadAttention {
             throw ModelError.invalidInput("attention context batch \(source.shape[0]) differs from the sample batch \(x.shape[0])")
         }
         let split = HeadSplit(heads: heads, headWidth: headWidth)
-        return try toOut(split.attend(toQ(x), toK(source), toV(source)))
+        // A teacher switched to bf16 (its projections hold bf16 copies) attends with bf16 products too.
+        return try toOut(split.attend(toQ(x), toK(source), toV(source), bfloat16Products: toQ.weight.bfloat16 != nil))
     }
 }
