@@ -253,7 +253,9 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
         }
         // Each (batch, head) writes only its own slices of dq, dk and dv, so heads can run in parallel.
         if sds_kernels_use_avx2() != 0 && (headParallel || Threading.threadCount == 1) {
-            let counts = [chunk * ld, chunk * ld, sds_packed_keys_count(keys, depth), sds_packed_keys_count(keys, valueDepth)]
+            // The float32 packed keys and values are not needed when the products run in bf16.
+            let counts = [chunk * ld, chunk * ld, bfloat16 ? 0 : sds_packed_keys_count(keys, depth),
+                          bfloat16 ? 0 : sds_packed_keys_count(keys, valueDepth)]
             forEachHead(pairs, parallel: headParallel, scratchCounts: counts) { bh, scratch in kernelBackwardHead(bh, scratch: scratch) }
         } else {
             forEachHead(pairs, parallel: headParallel, scratchCounts: [chunk * ld, chunk * ld]) { bh, scratch in
@@ -271,7 +273,7 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
 private final class BFloat16AttentionOperands {
     /// Which packing: `keyRows` (n = keys, k = depth) for q·kᵀ, `valueRows` for dO·vᵀ, `valueColumns`
     /// (n = value depth, k = keys) for P·v, `keyColumns` for dS·k.
-    enum Layout: CaseIterable { case keyRows, valueRows, keyColumns, valueColumns }
+    enum Layout { case keyRows, valueRows, keyColumns, valueColumns }
 
     let keys: Int, depth: Int, valueDepth: Int
     private var packed: [Layout: UnsafeMutablePointer<UInt16>] = [:]
