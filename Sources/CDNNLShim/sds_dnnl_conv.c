@@ -57,9 +57,9 @@ static dnnl_status_t reordered(dnnl_engine_t engine, dnnl_stream_t stream, dnnl_
     return status;
 }
 
-/// A weight memory of layout `to` holding the OIHW bf16 weights.
+/// A weight memory of layout `to` holding the bf16 weights `weights` laid out as `user`.
 static dnnl_status_t weights_in(dnnl_engine_t engine, const dnnl_memory_desc_t *user, const dnnl_memory_desc_t *to,
-                                const uint16_t *weights, dnnl_memory_t *out) {
+                                const void *weights, dnnl_memory_t *out) {
     dnnl_stream_t stream;
     CHECK(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags));
     dnnl_primitive_t reorder = NULL;
@@ -79,7 +79,8 @@ static dnnl_status_t weights_in(dnnl_engine_t engine, const dnnl_memory_desc_t *
     return status;
 }
 
-static dnnl_status_t create(sds_dnnl_conv *c, const uint16_t *weights_oihw) {
+/// from: the layout of `weights` (NULL: OIHW bf16).
+static dnnl_status_t create(sds_dnnl_conv *c, const dnnl_memory_desc_t *from, const void *weights) {
     const sds_dnnl_conv_shape *s = &c->shape;
     int64_t oh, ow;
     output_size(s, &oh, &ow);
@@ -104,21 +105,68 @@ static dnnl_status_t create(sds_dnnl_conv *c, const uint16_t *weights_oihw) {
     CHECK(dnnl_primitive_create(&c->forward, c->forward_pd));
     CHECK(make_reorder(c->engine, &c->user_src, &c->conv_src, &c->src_to_conv));
     CHECK(make_reorder(c->engine, &c->conv_dst, &c->user_dst, &c->conv_to_dst));
-    return weights_in(c->engine, &c->user_weights, &c->conv_weights, weights_oihw, &c->weights);
+    if (from && !dnnl_memory_desc_equal(from, &c->user_weights)) {
+        // Any layout of the same O, C, kh, kw bf16 weights.
+        if (from->ndims != 4 || from->data_type != dnnl_bf16) return dnnl_invalid_arguments;
+        for (int i = 0; i < 4; i++) if (from->dims[i] != wei[i]) return dnnl_invalid_arguments;
+    }
+    return weights_in(c->engine, from ? from : &c->user_weights, &c->conv_weights, weights, &c->weights);
 }
 
-dnnl_status_t sds_dnnl_conv_create(dnnl_engine_t engine, const sds_dnnl_conv_shape *shape,
-                                   const uint16_t *weights_oihw, int with_bias, sds_dnnl_conv **out) {
+static dnnl_status_t make(dnnl_engine_t engine, const sds_dnnl_conv_shape *shape, const dnnl_memory_desc_t *from,
+                          const void *weights, int with_bias, sds_dnnl_conv **out) {
     *out = NULL;
     sds_dnnl_conv *c = calloc(1, sizeof *c);
     if (!c) return dnnl_out_of_memory;
     c->engine = engine;
     c->shape = *shape;
     c->with_bias = with_bias;
-    dnnl_status_t status = create(c, weights_oihw);
+    dnnl_status_t status = create(c, from, weights);
     if (status != dnnl_success) { sds_dnnl_conv_destroy(c); return status; }
     *out = c;
     return dnnl_success;
+}
+
+dnnl_status_t sds_dnnl_conv_create(dnnl_engine_t engine, const sds_dnnl_conv_shape *shape,
+                                   const uint16_t *weights_oihw, int with_bias, sds_dnnl_conv **out) {
+    return make(engine, shape, NULL, weights_oihw, with_bias, out);
+}
+
+dnnl_status_t sds_dnnl_conv_create_like(dnnl_engine_t engine, const sds_dnnl_conv_shape *shape,
+                                        const sds_dnnl_conv *source, int with_bias, sds_dnnl_conv **out) {
+    *out = NULL;
+    if (shape->outputs != source->shape.outputs || shape->channels != source->shape.channels
+        || shape->kernel_h != source->shape.kernel_h || shape->kernel_w != source->shape.kernel_w)
+        return dnnl_invalid_arguments;
+    void *weights = NULL;
+    CHECK(dnnl_memory_get_data_handle(source->weights, &weights));
+    return make(engine, shape, &source->conv_weights, weights, with_bias, out);
+}
+
+dnnl_status_t sds_dnnl_conv_copy_weights(const sds_dnnl_conv *c, uint16_t *weights_oihw) {
+    void *weights = NULL;
+    CHECK(dnnl_memory_get_data_handle(c->weights, &weights));
+    if (dnnl_memory_desc_equal(&c->conv_weights, &c->user_weights)) {
+        memcpy(weights_oihw, weights, dnnl_memory_desc_get_size(&c->user_weights));
+        return dnnl_success;
+    }
+    dnnl_stream_t stream;
+    CHECK(dnnl_stream_create(&stream, c->engine, dnnl_stream_default_flags));
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t source = NULL, target = NULL;
+    dnnl_status_t status = make_reorder(c->engine, &c->conv_weights, &c->user_weights, &reorder);
+    if (status == dnnl_success) status = dnnl_memory_create(&source, &c->conv_weights, c->engine, weights);
+    if (status == dnnl_success) status = dnnl_memory_create(&target, &c->user_weights, c->engine, weights_oihw);
+    if (status == dnnl_success) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, target}};
+        status = dnnl_primitive_execute(reorder, stream, 2, args);
+    }
+    if (status == dnnl_success) status = dnnl_stream_wait(stream);
+    if (source) dnnl_memory_destroy(source);
+    if (target) dnnl_memory_destroy(target);
+    if (reorder) dnnl_primitive_destroy(reorder);
+    dnnl_stream_destroy(stream);
+    return status;
 }
 
 /// dst (user layout) from the primitive's output memory.

@@ -1001,6 +1001,15 @@ int sds_keep_freed_heap_memory(void) {
 #endif
 }
 
+int sds_return_freed_heap_memory(void) {
+#if defined(__GLIBC__)
+    // Also releases whole free pages inside the heap (madvise), not only its top.
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
+
 float sds_row_max(const float *row, ptrdiff_t n) {
 #ifdef SDS_X86
     if (has_avx512()) return row_max_avx512(row, n);

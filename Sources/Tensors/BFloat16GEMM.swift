@@ -52,18 +52,7 @@ public struct BFloat16Matrix: Sendable {
     public var byteCount: Int { (bits.count + (kernelPanels?.count ?? 0)) * MemoryLayout<UInt16>.stride }
 
     /// The weights widened back to f32 (exactly the bf16 values), [outputs, inputs].
-    public var roundedWeights: Tensor {
-        let result = Tensor(uninitializedShape: [outputs, inputs])
-        let target = UncheckedSendable(result.storage.pointer)
-        bits.withUnsafeBufferPointer { source in
-            guard let base = source.baseAddress else { return }
-            let bits = UncheckedSendable(base)
-            parallelFor(source.count, grain: 1 << 16) { range in
-                for i in range { target.value[i] = Float(bitPattern: UInt32(bits.value[i]) << 16) }
-            }
-        }
-        return result
-    }
+    public var roundedWeights: Tensor { Tensor(bfloat16Bits: bits, shape: [outputs, inputs]) }
 
     /// x·Wᵀ: x is [m, inputs] (any leading shape flattened to rows), the result [m, outputs] (same leading shape).
     public func product(_ x: Tensor, route: BFloat16Route = .automatic) throws -> Tensor {

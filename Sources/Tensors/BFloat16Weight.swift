@@ -1,9 +1,12 @@
 /// A frozen weight's bf16 copy, made once when a model switches to bf16 (`ParameterRegistry.useBFloat16`):
-/// linear weights [out, in] as they are, convolution weights [O, C, kh, kw] as the [O, C·kh·kw] matrix.
-/// The layer that owns the parameter computes with it instead of the float32 value while the parameter
-/// is frozen; making the parameter trainable drops it.
+/// linear weights [out, in] as they are, convolution weights [O, C, kh, kw] as the [O, C·kh·kw] matrix,
+/// or, where oneDNN convolves them, only in oneDNN's own layout. The layer that owns the parameter
+/// computes with it instead of the float32 value while the parameter is frozen; making the parameter
+/// trainable drops it.
 public final class BFloat16Weight: @unchecked Sendable {
-    public let matrix: BFloat16Matrix
+    /// The bf16 rows for the GEMM routes: every linear weight, and convolution weights on the float32
+    /// routes; nil when oneDNN's convolution holds the only copy.
+    let matrix: BFloat16Matrix?
     /// The float32 weight's shape.
     public let shape: [Int]
     public let route: BFloat16Route
@@ -16,24 +19,52 @@ public final class BFloat16Weight: @unchecked Sendable {
             throw TensorError.shapeMismatch(op: "BFloat16Weight", detail: "expected a matrix or convolution weight, got \(weight.shape)")
         }
         let rows = weight.shape[0]
-        matrix = try BFloat16Matrix(weight.reshapedUnchecked([rows, rows == 0 ? 0 : weight.count / rows]))
+        let matrix = try BFloat16Matrix(weight.reshapedUnchecked([rows, rows == 0 ? 0 : weight.count / rows]))
         shape = weight.shape
         self.route = route
         let accelerated = try matrix.resolved(route) != .portable
-        convolution = weight.rank == 4 && accelerated ? OneDNNConvolution(weight: matrix, shape: weight.shape) : nil
+        convolution = weight.rank == 4 && accelerated ? OneDNNConvolution(bits: matrix.bits, shape: weight.shape) : nil
+        self.matrix = convolution == nil ? matrix : nil
     }
 
     /// Whether this convolution weight computes through oneDNN's bf16 convolutions (else the float32 routes).
     public var convolvesWithOneDNN: Bool { convolution != nil }
 
     /// Bytes held by the bf16 copies (and oneDNN's reordered convolution weights made so far).
-    public var byteCount: Int { matrix.byteCount + (convolution?.weightBytes ?? 0) }
+    public var byteCount: Int { (matrix?.byteCount ?? 0) + (convolution?.weightBytes ?? 0) }
 
     /// The bf16 values widened to float32, in the weight's own shape (a transient copy for one call).
-    public var widened: Tensor { matrix.roundedWeights.reshapedUnchecked(shape) }
+    public var widened: Tensor {
+        if let matrix { return matrix.roundedWeights.reshapedUnchecked(shape) }
+        // oneDNN's copy read back. Its reorder of memory already held fails only when memory runs out,
+        // where Swift's own allocations stop the process too.
+        guard let bits = convolution?.oihwBits() else { fatalError("oneDNN could not copy out a bf16 convolution weight \(shape) (out of memory)") }
+        return Tensor(bfloat16Bits: bits, shape: shape)
+    }
+
+    /// The bf16 rows for a linear layer.
+    func rows(for op: String) throws -> BFloat16Matrix {
+        guard let matrix else {
+            throw TensorError.shapeMismatch(op: op, detail: "the bf16 weight \(shape) is a oneDNN convolution weight, not a matrix")
+        }
+        return matrix
+    }
 }
 
 extension Tensor {
+    /// bf16 bit patterns widened (exactly) to float32; bits.count must equal the shape's element count.
+    init(bfloat16Bits bits: [UInt16], shape: [Int]) {
+        self.init(uninitializedShape: shape)
+        let target = UncheckedSendable(storage.pointer)
+        bits.withUnsafeBufferPointer { source in
+            guard let base = source.baseAddress else { return }
+            let bits = UncheckedSendable(base)
+            parallelFor(source.count, grain: 1 << 16) { range in
+                for i in range { target.value[i] = Float(bitPattern: UInt32(bits.value[i]) << 16) }
+            }
+        }
+    }
+
     /// Every element rounded to the nearest bf16 value (ties to even), kept as float32; NaN and ±∞ stay.
     /// Records as the identity for gradients (the rounding is a forward-only quantisation, as autocast's cast).
     public func roundedToBFloat16() -> Tensor {
@@ -64,14 +95,15 @@ func bfloat16Rounded(_ x: Float) -> Float {
 /// gradient uses the same bf16 weights with the output gradient rounded to bf16 (autocast's backward);
 /// the weight itself is frozen and gets none.
 public func linear(_ x: Tensor, bfloat16 weight: BFloat16Weight, bias: Tensor? = nil) throws -> Tensor {
-    let (outFeatures, inFeatures) = (weight.matrix.outputs, weight.matrix.inputs)
+    let matrix = try weight.rows(for: "linear")
+    let (outFeatures, inFeatures) = (matrix.outputs, matrix.inputs)
     guard let last = x.shape.last, last == inFeatures else {
         throw TensorError.shapeMismatch(op: "linear", detail: "input \(x.shape) vs bf16 weight [\(outFeatures), \(inFeatures)]")
     }
     if let bias, bias.shape != [outFeatures] {
         throw TensorError.shapeMismatch(op: "linear", detail: "bias \(bias.shape), expected [\(outFeatures)]")
     }
-    var output = try weight.matrix.product(x, route: weight.route)
+    var output = try matrix.product(x, route: weight.route)
     if let bias {
         let rows = outFeatures == 0 ? 0 : output.count / outFeatures
         let py = output.storage.pointer, pb = bias.storage.pointer
@@ -86,7 +118,7 @@ public func linear(_ x: Tensor, bfloat16 weight: BFloat16Weight, bias: Tensor? =
     return Tensor.record("linear_bf16", output, inputs: inputs) { g, needs in
         var gradX: Tensor? = nil
         if needs[0] {
-            var dx = try weight.matrix.transposedProduct(g, route: weight.route).reshapedUnchecked(inputShape)
+            var dx = try matrix.transposedProduct(g, route: weight.route).reshapedUnchecked(inputShape)
             dx.node = nil
             gradX = dx
         }

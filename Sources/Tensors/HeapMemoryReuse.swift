@@ -23,4 +23,13 @@ public enum HeapMemoryReuse {
         guard applies(environment: environment) else { return false }
         return sds_keep_freed_heap_memory() == 1
     }
+
+    /// Gives the system back the heap pages that are free now. For a one-off release of a large block
+    /// that will not be allocated again, such as a frozen teacher's float32 weights once it holds bf16
+    /// copies: with `apply` in effect those pages would otherwise stay resident for the whole run.
+    /// Pages reused later are faulted in again once. Returns whether any were released.
+    @discardableResult
+    public static func returnFreedPages() -> Bool {
+        sds_return_freed_heap_memory() == 1
+    }
 }

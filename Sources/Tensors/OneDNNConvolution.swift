@@ -4,10 +4,12 @@ import Foundation
 
 /// oneDNN's bf16 convolutions for one frozen weight (`BFloat16Weight`): forward and input gradient,
 /// one primitive pair per input shape, created on first use and kept with oneDNN's reordered copy of
-/// the weights (its blocked layout for AMX / AVX512-BF16). Inputs and outputs stay float32 NCHW; the
-/// rounding to bf16 and the layout changes are oneDNN reorders inside each call. A reference type, so
-/// copies of the weight share the primitives; runs are serialised by a lock (a oneDNN stream is not
-/// meant for concurrent use, and each model runs from one task).
+/// the weights (its blocked layout for AMX / AVX512-BF16). Once the first primitive holds that copy,
+/// the OIHW bf16 array is freed: later shapes reorder from the resident copy, so each weight is held
+/// once per input shape, not also in rows (SD1.5's UNet: 1.1 GB less). Inputs and outputs stay
+/// float32 NCHW; the rounding to bf16 and the layout changes are oneDNN reorders inside each call. A
+/// reference type, so copies of the weight share the primitives; runs are serialised by a lock (a
+/// oneDNN stream is not meant for concurrent use, and each model runs from one task).
 final class OneDNNConvolution: @unchecked Sendable {
     struct Shape: Hashable {
         var batch: Int, height: Int, width: Int
@@ -16,18 +18,20 @@ final class OneDNNConvolution: @unchecked Sendable {
         var hasBias: Bool
     }
 
-    private let weight: BFloat16Matrix
+    /// OIHW bf16 bit patterns until the first primitive holds oneDNN's copy; nil from then on.
+    private var sourceBits: [UInt16]?
     private let outputs: Int, channels: Int, kernelH: Int, kernelW: Int
     /// Released only after deinit has destroyed the primitives made on its engine.
     private let context: OneDNNContext
     private let lock = NSLock()
     private var convolutions: [Shape: OpaquePointer] = [:]
 
-    /// nil when oneDNN cannot create a CPU engine and stream. weightShape: [O, C, kh, kw].
-    init?(weight: BFloat16Matrix, shape weightShape: [Int]) {
-        guard weightShape.count == 4 else { return nil }
+    /// nil when oneDNN cannot create a CPU engine and stream. bits: the weights' bf16 bit patterns in
+    /// OIHW order; weightShape: [O, C, kh, kw].
+    init?(bits: [UInt16], shape weightShape: [Int]) {
+        guard weightShape.count == 4, bits.count == weightShape.reduce(1, *) else { return nil }
         guard let context = OneDNNContext() else { return nil }
-        self.weight = weight
+        sourceBits = bits
         (outputs, channels, kernelH, kernelW) = (weightShape[0], weightShape[1], weightShape[2], weightShape[3])
         self.context = context
     }
@@ -39,11 +43,27 @@ final class OneDNNConvolution: @unchecked Sendable {
     /// Whether oneDNN computes bf16 convolutions with AMX tiles on this CPU.
     static var hasAMX: Bool { sds_dnnl_has_amx() != 0 }
 
-    /// Bytes of oneDNN's weight copies over all shapes seen.
+    /// Bytes of the weights held: the OIHW array before first use, then oneDNN's copies over all shapes seen.
     var weightBytes: Int {
         lock.lock()
         defer { lock.unlock() }
-        return convolutions.values.reduce(0) { $0 + sds_dnnl_conv_weight_bytes($1) }
+        let resident = convolutions.values.reduce(0) { $0 + sds_dnnl_conv_weight_bytes($1) }
+        return resident + (sourceBits?.count ?? 0) * MemoryLayout<UInt16>.stride
+    }
+
+    /// The bf16 weights as OIHW bit patterns (from oneDNN's copy once the array is freed); nil only
+    /// when oneDNN fails to reorder them (out of memory).
+    func oihwBits() -> [UInt16]? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let sourceBits { return sourceBits }
+        guard let resident = convolutions.values.first else { return nil }
+        var status = dnnl_success
+        let bits = [UInt16](unsafeUninitializedCapacity: outputs * channels * kernelH * kernelW) { buffer, initialized in
+            if let base = buffer.baseAddress { status = sds_dnnl_conv_copy_weights(resident, base) }
+            initialized = buffer.count
+        }
+        return status == dnnl_success ? bits : nil
     }
 
     /// y [N, O, OH, OW] = conv(bf16(x), W) + bias, x [N, C, H, W] float32.
@@ -82,12 +102,21 @@ final class OneDNNConvolution: @unchecked Sendable {
             pad_top: Int64(shape.padding[0]), pad_left: Int64(shape.padding[1]),
             pad_bottom: Int64(shape.padding[2]), pad_right: Int64(shape.padding[3]))
         var created: OpaquePointer?
-        let status = weight.bits.withUnsafeBufferPointer { bits -> dnnl_status_t in
-            guard let base = bits.baseAddress else { return dnnl_invalid_arguments }
-            return sds_dnnl_conv_create(context.engine, &description, base, shape.hasBias ? 1 : 0, &created)
+        let bias: Int32 = shape.hasBias ? 1 : 0
+        let status: dnnl_status_t
+        if let sourceBits {
+            status = sourceBits.withUnsafeBufferPointer { bits -> dnnl_status_t in
+                guard let base = bits.baseAddress else { return dnnl_invalid_arguments }
+                return sds_dnnl_conv_create(context.engine, &description, base, bias, &created)
+            }
+        } else if let resident = convolutions.values.first {
+            status = sds_dnnl_conv_create_like(context.engine, &description, resident, bias, &created)
+        } else {
+            status = dnnl_invalid_arguments   // unreachable: the array is freed only once a primitive holds the weights
         }
         guard status == dnnl_success, let created else { throw failure("creating the convolution", status, shape) }
         convolutions[shape] = created
+        sourceBits = nil
         return created
     }
 

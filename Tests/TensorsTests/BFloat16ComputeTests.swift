@@ -86,6 +86,26 @@ final class BFloat16ComputeTests: XCTestCase {
         try assertClose(single, expected.detached.narrow(axis: 0, start: 0, length: 1), relative: 1e-5)
     }
 
+    /// Where oneDNN convolves, its reordered copy becomes the only one after the first call: the OIHW
+    /// array is freed, `widened` reads the values back from oneDNN's layout, and a new input shape is
+    /// built from that copy.
+    func testOneDNNConvolutionKeepsOneCopyOfTheWeights() throws {
+        let w = Tensor.randn(shape: [32, 16, 3, 3], seed: 15, scale: 0.2)
+        let reduced = try BFloat16Weight(w, route: .automatic)
+        try XCTSkipUnless(reduced.convolvesWithOneDNN, "needs a CPU with bf16 units (oneDNN's convolutions)")
+        let oihwBytes = w.count * 2
+        XCTAssertEqual(reduced.byteCount, oihwBytes, "before first use: the OIHW bf16 array only")
+        let x = Tensor.randn(shape: [1, 16, 12, 12], seed: 16)
+        let y = try conv2d(x, bfloat16: reduced, stride: (1, 1), padding: .uniform(1))
+        let resident = reduced.byteCount
+        XCTAssertGreaterThanOrEqual(resident, oihwBytes)
+        XCTAssertLessThan(resident, 2 * oihwBytes, "the OIHW array is freed once oneDNN holds its copy")
+        XCTAssertEqual(reduced.widened.scalars, w.roundedToBFloat16().scalars, "read back from oneDNN's layout")
+        let wider = try conv2d(try concat([x, x], axis: 0), bfloat16: reduced, stride: (1, 1), padding: .uniform(1))
+        try assertClose(wider.narrow(axis: 0, start: 1, length: 1), y, relative: 1e-6)
+        XCTAssertGreaterThan(reduced.byteCount, resident, "the second shape's primitive holds its own copy")
+    }
+
     /// A frozen teacher's float32 values can go once bf16 copies exist: reads widen the bf16 copy, and
     /// unfreezing brings a float32 value back (the bf16 values: the float32 ones are gone).
     func testReleasingTheFloat32Value() throws {

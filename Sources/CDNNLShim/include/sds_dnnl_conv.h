@@ -23,6 +23,15 @@ typedef struct {
 dnnl_status_t sds_dnnl_conv_create(dnnl_engine_t engine, const sds_dnnl_conv_shape *shape,
                                    const uint16_t *weights_oihw, int with_bias, sds_dnnl_conv **out);
 
+/// As sds_dnnl_conv_create for another input shape of the same weights, reading them from `source`'s
+/// resident copy (so the OIHW array need not be kept). dnnl_invalid_arguments when the weight
+/// dimensions differ.
+dnnl_status_t sds_dnnl_conv_create_like(dnnl_engine_t engine, const sds_dnnl_conv_shape *shape,
+                                        const sds_dnnl_conv *source, int with_bias, sds_dnnl_conv **out);
+
+/// Writes the resident weights back as OIHW bf16 bit patterns (O·C·kh·kw values).
+dnnl_status_t sds_dnnl_conv_copy_weights(const sds_dnnl_conv *conv, uint16_t *weights_oihw);
+
 /// dst [N, O, OH, OW] float32 NCHW = conv(bf16(src [N, C, H, W] float32 NCHW), weights) (+ bias).
 dnnl_status_t sds_dnnl_conv_forward(sds_dnnl_conv *conv, dnnl_stream_t stream, const float *src,
                                     const float *bias, float *dst);

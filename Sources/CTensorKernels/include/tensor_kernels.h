@@ -116,5 +116,7 @@ int sds_cpu_blas_level(void);
 /// reuse pages that are already mapped instead of faulting in (and zeroing) fresh ones. Returns 1 when
 /// both settings took, 0 elsewhere.
 int sds_keep_freed_heap_memory(void);
+/// glibc's malloc_trim(0): gives the system back the free pages of every arena; 1 if any were released.
+int sds_return_freed_heap_memory(void);
 
 #endif
