@@ -129,11 +129,13 @@ public final class ParameterRegistry {
     /// computes with; trainable parameters, norms, biases and embeddings stay float32. With `choice`
     /// not using bf16 it drops any copies instead. Call after freezing: a parameter made trainable later
     /// drops its copy. Returns the number of weights converted and the bytes their copies take.
-    @discardableResult
     /// releasingFloat32: also free the float32 values of the converted weights (a frozen teacher, never
-    /// trained or saved: `Parameter.releaseFloat32`), so bf16 halves their memory instead of adding half.
+    /// trained or saved: `Parameter.releaseFloat32`), so bf16 halves their memory instead of adding half;
+    /// their pages go back to the system (`HeapMemoryReuse` would otherwise keep them resident).
+    @discardableResult
     public func useBFloat16(_ choice: PrecisionChoice, releasingFloat32: Bool = false) throws -> (weights: Int, bytes: Int) {
-        var converted = 0, bytes = 0
+        var converted = 0, bytes = 0, released = 0
+        defer { if released > 0 { HeapMemoryReuse.returnFreedPages() } }
         for entry in entries where Self.bfloat16Roles.contains(entry.role) {
             let parameter = entry.parameter
             guard choice.usesBFloat16, !parameter.requiresGrad else {
@@ -141,7 +143,7 @@ public final class ParameterRegistry {
                 continue
             }
             if parameter.bfloat16 == nil { parameter.bfloat16 = try BFloat16Weight(parameter.value, route: choice.route) }
-            if releasingFloat32 { parameter.releaseFloat32() }
+            if releasingFloat32 { released += parameter.releaseFloat32() }
             converted += 1
             bytes += parameter.bfloat16?.byteCount ?? 0
         }

@@ -133,8 +133,6 @@ public struct SDSTeacher {
         let unetLine = try unet.registry.apply(choice, model: "teacher UNet", releasingFloat32: true)
         guard choice.usesBFloat16 else { return "teacher: \(choice.summary)" }
         let textLine = try textEncoder.registry.apply(choice, model: "teacher text encoder", releasingFloat32: true)
-        // The freed float32 weights (3.4 GB for SD1.5's UNet) would stay resident in the heap.
-        HeapMemoryReuse.returnFreedPages()
         return unetLine + "; " + textLine
     }
 
