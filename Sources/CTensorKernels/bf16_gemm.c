@@ -29,19 +29,29 @@ static inline uint16_t bf16_round(float x) {
 // bf16_round on 16 values at a time with AVX-512 integer operations (the same bits as the scalar code,
 // bf16 subnormals kept: vcvtneps2bf16 would flush them); the per-call rounding of activations and of
 // attention's probabilities runs through here. Returns how many leading values it converted.
-__attribute__((target("avx512f"))) static ptrdiff_t round_row_avx512(const float *s, ptrdiff_t n, uint16_t *d) {
+// 16 floats' bf16 bits, each in the low half of its 32-bit lane.
+__attribute__((target("avx512f"))) static inline __m512i round_lanes_avx512(__m512i u) {
     const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), infinity = _mm512_set1_epi32(0x7F800000);
     const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, magnitude), infinity);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(half, odd)), 16);
+    return _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), quiet);
+}
+
+__attribute__((target("avx512f"))) static ptrdiff_t round_row_avx512(const float *s, ptrdiff_t n, uint16_t *d) {
     ptrdiff_t c = 0;
-    for (; c + 16 <= n; c += 16) {
-        __m512i u = _mm512_loadu_si512(s + c);
-        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, magnitude), infinity);
-        __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
-        __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(half, odd)), 16);
-        rounded = _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), quiet);
-        _mm256_storeu_si256((__m256i *)(d + c), _mm512_cvtepi32_epi16(rounded));
-    }
+    for (; c + 16 <= n; c += 16)
+        _mm256_storeu_si256((__m256i *)(d + c), _mm512_cvtepi32_epi16(round_lanes_avx512(_mm512_loadu_si512(s + c))));
     return c;
+}
+
+// One panel step of `sds_bf16_pack_transposed` for 16 columns: rows t0 and t1 (NULL past k) rounded and
+// interleaved, row t0 in the low halves: exactly the (k, k+1) pairs vdpbf16ps takes.
+__attribute__((target("avx512f"))) static inline void pack_pair_avx512(const float *row0, const float *row1, uint16_t *out) {
+    __m512i low = round_lanes_avx512(_mm512_loadu_si512(row0));
+    __m512i high = row1 ? round_lanes_avx512(_mm512_loadu_si512(row1)) : _mm512_setzero_si512();
+    _mm512_storeu_si512(out, _mm512_or_si512(low, _mm512_slli_epi32(high, 16)));
 }
 #endif
 
@@ -86,6 +96,35 @@ void sds_bf16_pack_weights(const uint16_t *w, ptrdiff_t n, ptrdiff_t k, uint16_t
         }
 }
 
+void sds_bf16_pack_transposed(const float *src, ptrdiff_t ld, ptrdiff_t k, ptrdiff_t n, uint16_t *packed) {
+    ptrdiff_t panels = (n + SDS_BF16_PANEL - 1) / SDS_BF16_PANEL, pairs = (k + 1) / 2;
+#ifdef SDS_BF16_X86
+    __builtin_cpu_init();
+    int wide = __builtin_cpu_supports("avx512f");
+#else
+    int wide = 0;
+#endif
+    for (ptrdiff_t p = 0; p < pairs; p++) {
+        const float *row0 = src + 2 * p * ld, *row1 = 2 * p + 1 < k ? row0 + ld : NULL;
+        for (ptrdiff_t panel = 0; panel < panels; panel++) {
+            uint16_t *step = packed + (panel * pairs + p) * SDS_BF16_PANEL * 2;
+            ptrdiff_t c = 0, first = panel * SDS_BF16_PANEL;
+#ifdef SDS_BF16_X86
+            if (wide)
+                for (; c + 16 <= SDS_BF16_PANEL && first + c + 16 <= n; c += 16)
+                    pack_pair_avx512(row0 + first + c, row1 ? row1 + first + c : NULL, step + 2 * c);
+#else
+            (void)wide;
+#endif
+            for (; c < SDS_BF16_PANEL; c++) {
+                ptrdiff_t col = first + c;
+                step[2 * c] = col < n ? bf16_round(row0[col]) : 0;
+                step[2 * c + 1] = col < n && row1 ? bf16_round(row1[col]) : 0;
+            }
+        }
+    }
+}
+
 #ifdef SDS_BF16_X86
 #define BF16_TARGET __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
 #define MICRO_ROWS 6
@@ -124,7 +163,7 @@ static inline __attribute__((always_inline)) BF16_TARGET void micro_block(
 }
 
 BF16_TARGET static void gemm_block_avx512bf16(const uint16_t *a, ptrdiff_t lda, const uint16_t *packed, ptrdiff_t n,
-                                              ptrdiff_t k, float *c, ptrdiff_t ldc, ptrdiff_t rowStart,
+                                              ptrdiff_t k, float *c, ptrdiff_t ldc, int accumulateIntoC, ptrdiff_t rowStart,
                                               ptrdiff_t rowEnd, ptrdiff_t panelStart, ptrdiff_t panelEnd) {
     ptrdiff_t pairs = (k + 1) / 2;
     for (ptrdiff_t panel = panelStart; panel < panelEnd; panel++) {
@@ -137,7 +176,7 @@ BF16_TARGET static void gemm_block_avx512bf16(const uint16_t *a, ptrdiff_t lda, 
         float *cp = c + panel * SDS_BF16_PANEL;
         for (ptrdiff_t p0 = 0; p0 < pairs; p0 += K_BLOCK_PAIRS) {
             ptrdiff_t p1 = p0 + K_BLOCK_PAIRS < pairs ? p0 + K_BLOCK_PAIRS : pairs;
-            int accumulate = p0 > 0;
+            int accumulate = p0 > 0 || accumulateIntoC;
             for (ptrdiff_t i = rowStart; i < rowEnd; i += MICRO_ROWS) {
                 const uint16_t *ai = a + i * lda;
                 float *ci = cp + i * ldc;
@@ -156,19 +195,20 @@ BF16_TARGET static void gemm_block_avx512bf16(const uint16_t *a, ptrdiff_t lda, 
 #endif
 
 int sds_bf16_gemm_block(const uint16_t *a, ptrdiff_t lda, const uint16_t *packed, ptrdiff_t n, ptrdiff_t k,
-                        float *c, ptrdiff_t ldc, ptrdiff_t rowStart, ptrdiff_t rowEnd,
+                        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t rowStart, ptrdiff_t rowEnd,
                         ptrdiff_t panelStart, ptrdiff_t panelEnd) {
 #ifdef SDS_BF16_X86
     if (!sds_cpu_has_avx512bf16()) return 0;
     if (k == 0) {
+        if (accumulate) return 1;
         for (ptrdiff_t i = rowStart; i < rowEnd; i++)
             for (ptrdiff_t j = panelStart * SDS_BF16_PANEL; j < n && j < panelEnd * SDS_BF16_PANEL; j++) c[i * ldc + j] = 0;
         return 1;
     }
-    gemm_block_avx512bf16(a, lda, packed, n, k, c, ldc, rowStart, rowEnd, panelStart, panelEnd);
+    gemm_block_avx512bf16(a, lda, packed, n, k, c, ldc, accumulate, rowStart, rowEnd, panelStart, panelEnd);
     return 1;
 #else
-    (void)a; (void)lda; (void)packed; (void)n; (void)k; (void)c; (void)ldc;
+    (void)a; (void)lda; (void)packed; (void)n; (void)k; (void)c; (void)ldc; (void)accumulate;
     (void)rowStart; (void)rowEnd; (void)panelStart; (void)panelEnd;
     return 0;
 #endif

@@ -57,8 +57,9 @@ private struct MaskReader {
 /// Backward recomputes the scores per chunk from the saved log-sum-exp instead of storing them.
 /// `bfloat16Products` (a bf16 model's attention, as autocast's): where the CPU has AVX512-BF16 the products
 /// q·kᵀ, P·v, dO·vᵀ and dS·k take bf16-rounded operands (scale·q, k, the unnormalised probabilities, v,
-/// dO, dS) with float32 sums; mask, softmax, its backward and the dV, dK accumulations stay float32, as
-/// does the split-GEMM backward used when there are fewer heads than workers. Elsewhere it changes nothing.
+/// dO, dS) with float32 sums, and so do the backward's accumulations dV += Pᵀ·dO and dK += dSᵀ·q; mask,
+/// softmax and its backward stay float32, as does the split-GEMM backward used when there are fewer heads
+/// than workers. Elsewhere it changes nothing.
 public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask = .none, scale: Float? = nil,
                       queryChunk: Int? = nil, bfloat16Products: Bool = false) throws -> Tensor {
     guard q.rank == 4, k.rank == 4, v.rank == 4, q.shape[0] == k.shape[0], q.shape[1] == k.shape[1],
@@ -192,20 +193,25 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
             }
         }
         // One head on one worker: the CTensorKernels scores kernel for P = q·kᵀ and dP = dO·vᵀ (K and V
-        // packed once per head) and its products kernel for dQ = dS·k; the accumulations dV += Pᵀ·dO and
-        // dK += dSᵀ·q are single-threaded OpenBLAS GEMMs, which pack the transposed operand and ran at
-        // 55–70 GFLOP/s per core against 36–44 for the products kernel on the transposed layout (Zen 3,
-        // [8, 4096, 40], 64-row chunks), while the own kernels beat OpenBLAS on the other two shapes.
+        // packed once per head) and its products kernel for dQ = dS·k; in float32 the accumulations
+        // dV += Pᵀ·dO and dK += dSᵀ·q are single-threaded OpenBLAS GEMMs, which pack the transposed operand
+        // and ran at 55–70 GFLOP/s per core against 36–44 for the products kernel on the transposed layout
+        // (Zen 3, [8, 4096, 40], 64-row chunks), while the own kernels beat OpenBLAS on the other two shapes.
         func kernelBackwardHead(_ bh: Int, scratch: [UnsafeMutablePointer<Float>]) {
             let (probabilities, gradScores, packedKeys, packedValues) = (scratch[0], scratch[1], scratch[2], scratch[3])
+            let (dvTransposed, dkTransposed) = (scratch[4], scratch[5])
             let (b, h) = (bh / heads, bh % heads)
             let qh = pq + bh * queries * depth, kh = pk + bh * keys * depth, vh = pv + bh * keys * valueDepth
             // bf16 forward: the scores are recomputed from the same bf16 products (so P matches the saved
-            // log-sum-exp), and dP and dQ take bf16 operands too; dV and dK accumulate in float32.
+            // log-sum-exp), and dP, dQ, dV and dK take bf16 operands too, dV and dK accumulated transposed
+            // ([Dv, Lk] and [D, Lk], float32) across the chunks and written out once per head.
             let reduced = bfloat16 ? BFloat16AttentionOperands(chunk: chunk, keys: keys, depth: depth, valueDepth: valueDepth,
-                                                               layouts: needScores ? [.keyRows, .valueRows, .keyColumns] : [.keyRows]) : nil
+                                                               layouts: needScores ? [.keyRows, .valueRows, .keyColumns] : [.keyRows],
+                                                               accumulatesTransposed: needs[1] || needs[2]) : nil
             if let reduced {
                 reduced.pack(keys: kh, values: vh)
+                if needs[2] { dvTransposed.update(repeating: 0, count: valueDepth * keys) }
+                if needs[1] { dkTransposed.update(repeating: 0, count: depth * keys) }
             } else {
                 sds_pack_keys(kh, keys, depth, packedKeys)
                 if needScores { sds_pack_keys(vh, keys, valueDepth, packedValues) }
@@ -224,8 +230,12 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                 let lseRow = plse + bh * queries + start
                 for r in 0..<rows { _ = sds_exp_shifted_sum(probabilities + r * ld, keys, lseRow[r]) }
                 if needs[2] {   // dV += Pᵀ·dO
-                    gemm(transA: true, transB: false, m: keys, n: valueDepth, k: rows, a: probabilities, lda: ld,
-                         b: gc, ldb: valueDepth, beta: 1, c: pdv + bh * keys * valueDepth, ldc: valueDepth, split: false)
+                    if let reduced {
+                        reduced.accumulateTransposed(gc, width: valueDepth, rows: rows, times: probabilities, ldRight: ld, into: dvTransposed)
+                    } else {
+                        gemm(transA: true, transB: false, m: keys, n: valueDepth, k: rows, a: probabilities, lda: ld,
+                             b: gc, ldb: valueDepth, beta: 1, c: pdv + bh * keys * valueDepth, ldc: valueDepth, split: false)
+                    }
                 }
                 if needScores {
                     // dP = dO·vᵀ; dS = scale·P ⊙ (dP − Σ dP⊙P) (the scores' scale folded in here)
@@ -244,18 +254,27 @@ public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: AttentionMask
                         }
                     }
                     if needs[1] {   // dK += dSᵀ·q
-                        gemm(transA: true, transB: false, m: keys, n: depth, k: rows, a: gradScores, lda: ld,
-                             b: qc, ldb: depth, beta: 1, c: pdk + bh * keys * depth, ldc: depth, split: false)
+                        if let reduced {
+                            reduced.accumulateTransposed(qc, width: depth, rows: rows, times: gradScores, ldRight: ld, into: dkTransposed)
+                        } else {
+                            gemm(transA: true, transB: false, m: keys, n: depth, k: rows, a: gradScores, lda: ld,
+                                 b: qc, ldb: depth, beta: 1, c: pdk + bh * keys * depth, ldc: depth, split: false)
+                        }
                     }
                 }
                 start += rows
+            }
+            if reduced != nil {
+                if needs[2] { transpose(dvTransposed, rows: valueDepth, columns: keys, into: pdv + bh * keys * valueDepth) }
+                if needs[1] { transpose(dkTransposed, rows: depth, columns: keys, into: pdk + bh * keys * depth) }
             }
         }
         // Each (batch, head) writes only its own slices of dq, dk and dv, so heads can run in parallel.
         if sds_kernels_use_avx2() != 0 && (headParallel || Threading.threadCount == 1) {
             // The float32 packed keys and values are not needed when the products run in bf16.
             let counts = [chunk * ld, chunk * ld, bfloat16 ? 0 : sds_packed_keys_count(keys, depth),
-                          bfloat16 ? 0 : sds_packed_keys_count(keys, valueDepth)]
+                          bfloat16 ? 0 : sds_packed_keys_count(keys, valueDepth),
+                          bfloat16 && needs[2] ? valueDepth * keys : 0, bfloat16 && needs[1] ? depth * keys : 0]
             forEachHead(pairs, parallel: headParallel, scratchCounts: counts) { bh, scratch in kernelBackwardHead(bh, scratch: scratch) }
         } else {
             forEachHead(pairs, parallel: headParallel, scratchCounts: [chunk * ld, chunk * ld]) { bh, scratch in
@@ -278,13 +297,17 @@ private final class BFloat16AttentionOperands {
     let keys: Int, depth: Int, valueDepth: Int
     private var packed: [Layout: UnsafeMutablePointer<UInt16>] = [:]
     private let rowsBF16: UnsafeMutablePointer<UInt16>, staging: UnsafeMutablePointer<Float>, headBF16: UnsafeMutablePointer<UInt16>
+    /// For `accumulateTransposed`: a chunk's right operand packed, its left operand transposed in bf16.
+    private let chunkPacked: UnsafeMutablePointer<UInt16>, columnsBF16: UnsafeMutablePointer<UInt16>
 
-    init(chunk: Int, keys: Int, depth: Int, valueDepth: Int, layouts: [Layout]) {
+    init(chunk: Int, keys: Int, depth: Int, valueDepth: Int, layouts: [Layout], accumulatesTransposed: Bool = false) {
         (self.keys, self.depth, self.valueDepth) = (keys, depth, valueDepth)
         let widest = max(keys, depth, valueDepth) + 1
         rowsBF16 = .allocate(capacity: chunk * widest)
-        staging = .allocate(capacity: max(chunk, keys) * max(depth, valueDepth))
+        staging = .allocate(capacity: chunk * max(depth, valueDepth))
         headBF16 = .allocate(capacity: keys * max(depth, valueDepth))
+        chunkPacked = .allocate(capacity: accumulatesTransposed ? sds_bf16_packed_count(keys, chunk) : 0)
+        columnsBF16 = .allocate(capacity: accumulatesTransposed ? max(depth, valueDepth) * ((chunk + 1) & ~1) : 0)
         for layout in layouts {
             let (n, k) = shape(layout)
             packed[layout] = .allocate(capacity: sds_bf16_packed_count(n, k))
@@ -293,7 +316,7 @@ private final class BFloat16AttentionOperands {
 
     deinit {
         for buffer in packed.values { buffer.deallocate() }
-        rowsBF16.deallocate(); staging.deallocate(); headBF16.deallocate()
+        rowsBF16.deallocate(); staging.deallocate(); headBF16.deallocate(); chunkPacked.deallocate(); columnsBF16.deallocate()
     }
 
     /// The packed matrix's outputs n and inner length k.
@@ -313,12 +336,10 @@ private final class BFloat16AttentionOperands {
             switch layout {
             case .keyRows, .valueRows:
                 sds_f32_to_bf16(layout == .keyRows ? k : v, n, inner, headBF16, inner)
-            case .keyColumns, .valueColumns:
-                let source = layout == .keyColumns ? k : v
-                for c in 0..<n { for j in 0..<keys { staging[c * keys + j] = source[j * n + c] } }
-                sds_f32_to_bf16(staging, n, keys, headBF16, keys)
+                sds_bf16_pack_weights(headBF16, n, inner, target)
+            case .keyColumns, .valueColumns:   // W[c, j] = source[j, c]: the head's rows as the packed columns
+                sds_bf16_pack_transposed(layout == .keyColumns ? k : v, n, keys, n, target)
             }
-            sds_bf16_pack_weights(headBF16, n, inner, target)
         }
     }
 
@@ -336,9 +357,27 @@ private final class BFloat16AttentionOperands {
             }
             sds_f32_to_bf16(line, 1, inner, rowsBF16 + r * stride, stride)
         }
-        _ = sds_bf16_gemm_block(rowsBF16, stride, weights, n, inner, c, ldc, 0, rows, 0,
+        _ = sds_bf16_gemm_block(rowsBF16, stride, weights, n, inner, c, ldc, 0, 0, rows, 0,
                                 (n + Int(SDS_BF16_PANEL) - 1) / Int(SDS_BF16_PANEL))
     }
+
+    /// accumulator[i·keys + j] += Σ_r bf16(left[r·width + i])·bf16(right[r·ldRight + j]) for i < width,
+    /// j < keys, r < rows: one chunk's dVᵀ += dOᵀ·P (left dO, right P) or dKᵀ += qᵀ·dS, so the chunk's
+    /// [rows, keys] operand is packed as it lies instead of transposed. Needs `accumulatesTransposed`.
+    func accumulateTransposed(_ left: UnsafePointer<Float>, width: Int, rows: Int, times right: UnsafePointer<Float>,
+                              ldRight: Int, into accumulator: UnsafeMutablePointer<Float>) {
+        for i in 0..<width { for r in 0..<rows { staging[i * rows + r] = left[r * width + i] } }
+        let stride = (rows + 1) & ~1
+        sds_f32_to_bf16(staging, width, rows, columnsBF16, stride)
+        sds_bf16_pack_transposed(right, ldRight, rows, keys, chunkPacked)
+        _ = sds_bf16_gemm_block(columnsBF16, stride, chunkPacked, keys, rows, accumulator, keys, 1, 0, width, 0,
+                                (keys + Int(SDS_BF16_PANEL) - 1) / Int(SDS_BF16_PANEL))
+    }
+}
+
+/// out[c·rows + r] = source[r·columns + c]: a head's transposed dV or dK accumulator written to its slice.
+private func transpose(_ source: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows { for c in 0..<columns { out[c * rows + r] = source[r * columns + c] } }
 }
 
 /// Row stride of the score buffers, in floats: the key count rounded up to whole 64-byte lines, and to

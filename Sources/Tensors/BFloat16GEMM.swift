@@ -180,7 +180,7 @@ public struct BFloat16Matrix: Sendable {
                     while let range = next() {
                         for tile in range {
                             let rowStart = (tile / panelCount) * rowBlock, panel = tile % panelCount
-                            _ = sds_bf16_gemm_block(ap, lda, bp, n, k, c.value, n, rowStart, min(rowStart + rowBlock, m), panel, panel + 1)
+                            _ = sds_bf16_gemm_block(ap, lda, bp, n, k, c.value, n, 0, rowStart, min(rowStart + rowBlock, m), panel, panel + 1)
                         }
                     }
                 }

@@ -63,8 +63,9 @@ final class BFloat16AttentionTests: XCTestCase {
         }
     }
 
-    /// The backward stays float32 on the forward's saved statistics: the gradients are those of the
-    /// float32 route within bf16 rounding of the probabilities (2⁻⁸ relative, scaled by the largest).
+    /// The backward's five products (P recomputed, dP, dQ, and the transposed dV, dK accumulations) take
+    /// bf16 operands on the forward's saved statistics: the gradients are those of the float32 route
+    /// within a few bf16 roundings (2⁻⁸ relative each, on both operands and on dS, scaled by the largest).
     func testGradientsFlowAndStayWithinBFloat16OfFloat32() throws {
         let (q, k, v) = inputs(queries: 40, keys: 50, depth: 40, valueDepth: 40)
         let g = Tensor.randn(shape: [1, 2, 40, 40], seed: 14)

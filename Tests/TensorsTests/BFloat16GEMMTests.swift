@@ -140,6 +140,60 @@ final class BFloat16GEMMTests: XCTestCase {
         for row in 0..<2 { XCTAssertEqual(Array(bits[(row * stride + columns)..<((row + 1) * stride)]), [0, 0, 0]) }
     }
 
+    /// `sds_bf16_pack_transposed` (k float32 rows of n values as the n×k weights) writes the same bits as
+    /// transposing, rounding and `sds_bf16_pack_weights`, for widths on and off the 16-column vectors and
+    /// the 64-column panel, odd k, and a source row stride wider than n; NaN stays NaN (its payload may
+    /// differ: both roundings keep it quiet).
+    func testTransposedPackingEqualsTransposeRoundAndPack() {
+        for (k, n, ld) in [(1, 1, 1), (3, 16, 16), (64, 4096, 4113), (7, 70, 75), (2, 129, 129), (5, 15, 17)] {
+            var source = [Float](repeating: 0, count: k * ld)
+            for index in 0..<(k * ld) {
+                let bits: UInt32 = 0x3F80_0000 &+ UInt32((index &* 40_503) % 0x80_0000)
+                source[index] = index % 3 == 0 ? -Float(bitPattern: bits) : Float(bitPattern: bits)
+            }
+            source[0] = .nan
+            var transposed = [Float](repeating: 0, count: n * k)
+            for t in 0..<k { for j in 0..<n { transposed[j * k + t] = source[t * ld + j] } }
+            var rounded = [UInt16](repeating: 0, count: n * k)
+            sds_f32_to_bf16(transposed, n, k, &rounded, k)
+            let count = sds_bf16_packed_count(n, k)
+            var expected = [UInt16](repeating: 0xFFFF, count: count), got = [UInt16](repeating: 0xFFFF, count: count)
+            sds_bf16_pack_weights(rounded, n, k, &expected)
+            sds_bf16_pack_transposed(source, ld, k, n, &got)
+            let nan = expected.firstIndex { Float(bitPattern: UInt32($0) << 16).isNaN }
+            for index in 0..<count where index != nan {
+                if got[index] != expected[index] { return XCTFail("k \(k), n \(n): element \(index) \(got[index]) != \(expected[index])") }
+            }
+            if let nan { XCTAssertTrue(Float(bitPattern: UInt32(got[nan]) << 16).isNaN, "k \(k), n \(n): NaN kept") }
+        }
+    }
+
+    /// With `accumulate` the kernel adds its product to c (every k block, every panel edge), without it it
+    /// overwrites; a product with k = 0 then leaves c alone.
+    func testTheKernelAccumulatesWhenAsked() throws {
+        guard sds_cpu_has_avx512bf16() != 0 else { throw XCTSkip("no AVX512-BF16: the kernel does not run") }
+        let (m, n, k) = (13, 70, 300)
+        let a = Tensor.randn(shape: [m, k], seed: 3).scalars, w = Tensor.randn(shape: [n, k], seed: 4).scalars
+        var aBits = [UInt16](repeating: 0, count: m * k), wBits = [UInt16](repeating: 0, count: n * k)
+        sds_f32_to_bf16(a, m, k, &aBits, k)
+        sds_f32_to_bf16(w, n, k, &wBits, k)
+        var packed = [UInt16](repeating: 0, count: sds_bf16_packed_count(n, k))
+        sds_bf16_pack_weights(wBits, n, k, &packed)
+        let panels = (n + Int(SDS_BF16_PANEL) - 1) / Int(SDS_BF16_PANEL)
+        var product = [Float](repeating: .nan, count: m * n)
+        XCTAssertEqual(sds_bf16_gemm_block(aBits, k, packed, n, k, &product, n, 0, 0, m, 0, panels), 1)
+        let start = (0..<(m * n)).map { Float($0 % 17) - 8 }
+        var sum = start
+        XCTAssertEqual(sds_bf16_gemm_block(aBits, k, packed, n, k, &sum, n, 1, 0, m, 0, panels), 1)
+        for index in 0..<(m * n) {
+            XCTAssertEqual(sum[index], start[index] + product[index], accuracy: 1e-5 * (abs(product[index]) + 8), "\(index)")
+        }
+        XCTAssertFalse(product.contains { $0.isNaN }, "the product overwrote c")
+        var untouched = start
+        XCTAssertEqual(sds_bf16_gemm_block(aBits, 0, packed, n, 0, &untouched, n, 1, 0, m, 0, panels), 1)
+        XCTAssertEqual(untouched, start)
+    }
+
     func testWrongInnerDimensionIsATypedError() throws {
         let weight = try BFloat16Matrix(Tensor.randn(shape: [4, 8], seed: 1))
         XCTAssertThrowsError(try weight.product(Tensor.randn(shape: [3, 7], seed: 2))) { error in

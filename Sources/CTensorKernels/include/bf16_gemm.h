@@ -24,12 +24,18 @@ ptrdiff_t sds_bf16_packed_count(ptrdiff_t n, ptrdiff_t k);
 /// pairs = ⌈k/2⌉. One panel step is then 256 contiguous bytes, four vdpbf16ps operands.
 void sds_bf16_pack_weights(const uint16_t *w, ptrdiff_t n, ptrdiff_t k, uint16_t *packed);
 
-/// c[i·ldc + j] = Σ_k a[i·lda + k]·w[j, k] (f32 accumulation) for rowStart ≤ i < rowEnd and the columns
-/// of panels panelStart ≤ panel < panelEnd (clipped to n). a is bf16 row-major with lda even and zero
-/// from k to lda (as `sds_f32_to_bf16` writes it); w as packed by `sds_bf16_pack_weights`. Returns 0
-/// (and writes nothing) when the CPU lacks AVX512-BF16.
+/// The same layout for W[j, t] = bf16(src[t·ld + j]), j < n, t < k, from float32: k rows of n values
+/// (e.g. a chunk of attention probabilities, one row per query) rounded as `sds_f32_to_bf16` does. A
+/// product with it is Σ_t a[i, t]·src[t, j], so Aᵀ·B accumulations (dV += Pᵀ·dO, computed as
+/// dVᵀ += dOᵀ·P) need no transposed copy of src.
+void sds_bf16_pack_transposed(const float *src, ptrdiff_t ld, ptrdiff_t k, ptrdiff_t n, uint16_t *packed);
+
+/// c[i·ldc + j] = Σ_k a[i·lda + k]·w[j, k] (f32 accumulation; with `accumulate` nonzero, c += instead)
+/// for rowStart ≤ i < rowEnd and the columns of panels panelStart ≤ panel < panelEnd (clipped to n). a is
+/// bf16 row-major with lda even and zero from k to lda (as `sds_f32_to_bf16` writes it); w as packed by
+/// `sds_bf16_pack_weights`. Returns 0 (and writes nothing) when the CPU lacks AVX512-BF16.
 int sds_bf16_gemm_block(const uint16_t *a, ptrdiff_t lda, const uint16_t *packed, ptrdiff_t n, ptrdiff_t k,
-                        float *c, ptrdiff_t ldc, ptrdiff_t rowStart, ptrdiff_t rowEnd,
+                        float *c, ptrdiff_t ldc, int accumulate, ptrdiff_t rowStart, ptrdiff_t rowEnd,
                         ptrdiff_t panelStart, ptrdiff_t panelEnd);
 
 #endif
