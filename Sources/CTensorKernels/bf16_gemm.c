@@ -17,6 +17,16 @@ int sds_cpu_has_avx512bf16(void) {
 #endif
 }
 
+// Whether the AVX-512 rounding and packing paths may run (the bf16 dot products need more: see above).
+static int cpu_has_avx512f(void) {
+#ifdef SDS_BF16_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
 static inline uint16_t bf16_round(float x) {
     uint32_t u;
     memcpy(&u, &x, 4);
@@ -56,12 +66,7 @@ __attribute__((target("avx512f"))) static inline void pack_pair_avx512(const flo
 #endif
 
 void sds_f32_to_bf16(const float *src, ptrdiff_t rows, ptrdiff_t cols, uint16_t *dst, ptrdiff_t ldDst) {
-#ifdef SDS_BF16_X86
-    __builtin_cpu_init();
-    int wide = __builtin_cpu_supports("avx512f");
-#else
-    int wide = 0;
-#endif
+    int wide = cpu_has_avx512f();
     for (ptrdiff_t r = 0; r < rows; r++) {
         const float *s = src + r * cols;
         uint16_t *d = dst + r * ldDst;
@@ -98,12 +103,7 @@ void sds_bf16_pack_weights(const uint16_t *w, ptrdiff_t n, ptrdiff_t k, uint16_t
 
 void sds_bf16_pack_transposed(const float *src, ptrdiff_t ld, ptrdiff_t k, ptrdiff_t n, uint16_t *packed) {
     ptrdiff_t panels = (n + SDS_BF16_PANEL - 1) / SDS_BF16_PANEL, pairs = (k + 1) / 2;
-#ifdef SDS_BF16_X86
-    __builtin_cpu_init();
-    int wide = __builtin_cpu_supports("avx512f");
-#else
-    int wide = 0;
-#endif
+    int wide = cpu_has_avx512f();
     for (ptrdiff_t p = 0; p < pairs; p++) {
         const float *row0 = src + 2 * p * ld, *row1 = 2 * p + 1 < k ? row0 + ld : NULL;
         for (ptrdiff_t panel = 0; panel < panels; panel++) {

@@ -366,7 +366,7 @@ private final class BFloat16AttentionOperands {
     /// [rows, keys] operand is packed as it lies instead of transposed. Needs `accumulatesTransposed`.
     func accumulateTransposed(_ left: UnsafePointer<Float>, width: Int, rows: Int, times right: UnsafePointer<Float>,
                               ldRight: Int, into accumulator: UnsafeMutablePointer<Float>) {
-        for i in 0..<width { for r in 0..<rows { staging[i * rows + r] = left[r * width + i] } }
+        transpose(left, rows: rows, columns: width, into: staging)
         let stride = (rows + 1) & ~1
         sds_f32_to_bf16(staging, width, rows, columnsBF16, stride)
         sds_bf16_pack_transposed(right, ldRight, rows, keys, chunkPacked)
@@ -375,7 +375,8 @@ private final class BFloat16AttentionOperands {
     }
 }
 
-/// out[c·rows + r] = source[r·columns + c]: a head's transposed dV or dK accumulator written to its slice.
+/// out[c·rows + r] = source[r·columns + c]: a chunk's left operand for `accumulateTransposed`, or a
+/// head's transposed dV or dK accumulator written to its slice.
 private func transpose(_ source: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
     for r in 0..<rows { for c in 0..<columns { out[c * rows + r] = source[r * columns + c] } }
 }
