@@ -127,39 +127,59 @@ void sds_bf16_pack_transposed(const float *src, ptrdiff_t ld, ptrdiff_t k, ptrdi
 
 #ifdef SDS_BF16_X86
 #define BF16_TARGET __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
-#define MICRO_ROWS 6
+// Accumulators per micro block: rows × vectors ≤ 24 zmm, leaving room for the B vectors and A's broadcast.
+#define MICRO_ACCUMULATORS 24
+#define MAX_MICRO_ROWS 12
 // Pairs per k block: the panel's slice of B is 128·256 B = 32 KiB and stays in L1 across the row block.
 #define K_BLOCK_PAIRS 128
 
-// rows × 64 block of C over pairs [p0, p1): 6 rows × 4 vectors = 24 zmm accumulators, four B loads and
-// one 32-bit broadcast of A's (k, k+1) pair per row per step. Inlined with constant `rows` below.
+// rows × (16·vectors) block of C over pairs [p0, p1): rows × vectors zmm accumulators, `vectors` B loads
+// and one 32-bit broadcast of A's (k, k+1) pair per row per step. Inlined with constant `rows` and
+// `vectors` below, so the accumulators live in registers. A panel's last vectors past n are skipped
+// rather than computed on zero padding: a 40-wide product (SD's attention heads) runs 3 of 4 vectors.
 static inline __attribute__((always_inline)) BF16_TARGET void micro_block(
-    int rows, const uint16_t *a, ptrdiff_t lda, const uint16_t *b, ptrdiff_t p0, ptrdiff_t p1,
+    int rows, int vectors, const uint16_t *a, ptrdiff_t lda, const uint16_t *b, ptrdiff_t p0, ptrdiff_t p1,
     float *c, ptrdiff_t ldc, int accumulate, const __mmask16 *masks) {
-    __m512 acc[MICRO_ROWS][4];
-    for (int r = 0; r < MICRO_ROWS; r++)
-        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+    __m512 acc[MAX_MICRO_ROWS][4];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vectors; v++) acc[r][v] = _mm512_setzero_ps();
     for (ptrdiff_t p = p0; p < p1; p++) {
         const uint16_t *bp = b + p * SDS_BF16_PANEL * 2;
-        __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp), b1 = (__m512bh)_mm512_loadu_si512(bp + 32);
-        __m512bh b2 = (__m512bh)_mm512_loadu_si512(bp + 64), b3 = (__m512bh)_mm512_loadu_si512(bp + 96);
+        __m512bh bv[4];
+        for (int v = 0; v < vectors; v++) bv[v] = (__m512bh)_mm512_loadu_si512(bp + 32 * v);
         for (int r = 0; r < rows; r++) {
             int32_t pair;
             memcpy(&pair, a + r * lda + 2 * p, 4);
             __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
-            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
-            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
-            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], av, b2);
-            acc[r][3] = _mm512_dpbf16_ps(acc[r][3], av, b3);
+            for (int v = 0; v < vectors; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
         }
     }
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < vectors; v++) {
             float *out = c + r * ldc + v * 16;
             __m512 value = acc[r][v];
             if (accumulate) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(masks[v], out));
             _mm512_mask_storeu_ps(out, masks[v], value);
         }
+}
+
+// Rows [rowStart, rowEnd) of one panel's k block, in micro blocks as tall as `vectors` allows.
+static inline __attribute__((always_inline)) BF16_TARGET void panel_rows(
+    int vectors, const uint16_t *a, ptrdiff_t lda, const uint16_t *b, ptrdiff_t p0, ptrdiff_t p1, float *cp,
+    ptrdiff_t ldc, int accumulate, const __mmask16 *masks, ptrdiff_t rowStart, ptrdiff_t rowEnd) {
+    const int tall = MICRO_ACCUMULATORS / vectors < MAX_MICRO_ROWS ? MICRO_ACCUMULATORS / vectors : MAX_MICRO_ROWS;
+    for (ptrdiff_t i = rowStart; i < rowEnd; i += tall) {
+        const uint16_t *ai = a + i * lda;
+        float *ci = cp + i * ldc;
+        ptrdiff_t rows = rowEnd - i < tall ? rowEnd - i : tall;
+#define SDS_MICRO_CASE(R) case R: micro_block(R, vectors, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
+        switch (rows) {
+        SDS_MICRO_CASE(12) SDS_MICRO_CASE(11) SDS_MICRO_CASE(10) SDS_MICRO_CASE(9) SDS_MICRO_CASE(8)
+        SDS_MICRO_CASE(7) SDS_MICRO_CASE(6) SDS_MICRO_CASE(5) SDS_MICRO_CASE(4) SDS_MICRO_CASE(3)
+        SDS_MICRO_CASE(2) default: micro_block(1, vectors, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
+        }
+#undef SDS_MICRO_CASE
+    }
 }
 
 BF16_TARGET static void gemm_block_avx512bf16(const uint16_t *a, ptrdiff_t lda, const uint16_t *packed, ptrdiff_t n,
@@ -168,26 +188,23 @@ BF16_TARGET static void gemm_block_avx512bf16(const uint16_t *a, ptrdiff_t lda, 
     ptrdiff_t pairs = (k + 1) / 2;
     for (ptrdiff_t panel = panelStart; panel < panelEnd; panel++) {
         const uint16_t *b = packed + panel * pairs * SDS_BF16_PANEL * 2;
+        ptrdiff_t width = n - panel * SDS_BF16_PANEL;
+        if (width <= 0) break;
+        int vectors = width >= SDS_BF16_PANEL ? 4 : (int)((width + 15) / 16);
         __mmask16 masks[4];
         for (int v = 0; v < 4; v++) {
-            ptrdiff_t left = n - panel * SDS_BF16_PANEL - v * 16;
+            ptrdiff_t left = width - v * 16;
             masks[v] = left >= 16 ? (__mmask16)0xFFFF : (left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1));
         }
         float *cp = c + panel * SDS_BF16_PANEL;
         for (ptrdiff_t p0 = 0; p0 < pairs; p0 += K_BLOCK_PAIRS) {
             ptrdiff_t p1 = p0 + K_BLOCK_PAIRS < pairs ? p0 + K_BLOCK_PAIRS : pairs;
             int accumulate = p0 > 0 || accumulateIntoC;
-            for (ptrdiff_t i = rowStart; i < rowEnd; i += MICRO_ROWS) {
-                const uint16_t *ai = a + i * lda;
-                float *ci = cp + i * ldc;
-                switch (rowEnd - i < MICRO_ROWS ? rowEnd - i : MICRO_ROWS) {
-                case 6: micro_block(6, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
-                case 5: micro_block(5, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
-                case 4: micro_block(4, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
-                case 3: micro_block(3, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
-                case 2: micro_block(2, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
-                default: micro_block(1, ai, lda, b, p0, p1, ci, ldc, accumulate, masks); break;
-                }
+            switch (vectors) {
+            case 4: panel_rows(4, a, lda, b, p0, p1, cp, ldc, accumulate, masks, rowStart, rowEnd); break;
+            case 3: panel_rows(3, a, lda, b, p0, p1, cp, ldc, accumulate, masks, rowStart, rowEnd); break;
+            case 2: panel_rows(2, a, lda, b, p0, p1, cp, ldc, accumulate, masks, rowStart, rowEnd); break;
+            default: panel_rows(1, a, lda, b, p0, p1, cp, ldc, accumulate, masks, rowStart, rowEnd); break;
             }
         }
     }

@@ -11,10 +11,11 @@ import XCTest
 ///   rounded once, |ãb̃ − ab| ≤ (2u₈ + u₈²)|ab|, so |bf16 − f32| ≤ (2u₈ + u₈² + 2K·u₂₄)·Σ|aᵢbᵢ|.
 final class BFloat16GEMMTests: XCTestCase {
     /// m, n, k: single rows and columns, K odd and not a multiple of 16/32, N across a 64-column panel
-    /// edge, M across the 6-row micro-tile and the 96-row block, K past the 256-value k block, and M at
-    /// the row count from which `.automatic` takes oneDNN on CPUs without AMX.
+    /// edge, M across the micro-tiles (6 rows for a full 64-column panel, 8 for a panel's last 33–48
+    /// columns, 12 for 1–32) and the 96-row block, K past the 256-value k block, and M at the row count
+    /// from which `.automatic` takes oneDNN on CPUs without AMX.
     private let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 70, 33), (7, 1, 17), (13, 65, 31), (6, 64, 32),
-                                             (100, 130, 67), (203, 129, 301), (5, 3, 2),
+                                             (100, 130, 67), (203, 129, 301), (5, 3, 2), (17, 40, 9), (25, 104, 12),
                                              (BFloat16Matrix.oneDNNMinimumRows, 19, 23)]
 
     private func routes() -> [BFloat16Route] {
